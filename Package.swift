@@ -1,0 +1,59 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "NodeGuard",
+    products: [
+        .executable(name: "nodeguardd", targets: ["nodeguardd"]),
+        .executable(name: "nodeguardctl", targets: ["nodeguardctl"]),
+        .library(name: "NodeGuardCore", targets: ["NodeGuardCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+    ],
+    targets: [
+        // libiptc (libip4tc + libip6tc) behind a small C shim: entry layout stays in C.
+        .target(
+            name: "CNodeGuardIPTC",
+            linkerSettings: [.linkedLibrary("ip4tc"), .linkedLibrary("ip6tc")]
+        ),
+        .target(
+            name: "NodeGuardCore",
+            dependencies: [
+                "CNodeGuardIPTC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "nodeguardd",
+            dependencies: [
+                "NodeGuardCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "nodeguardctl",
+            dependencies: [
+                "NodeGuardCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "NodeGuardCoreTests",
+            dependencies: ["NodeGuardCore"]
+        ),
+        // Root only: real kernel, real packets, in network namespaces the tests create.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["NodeGuardCore"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

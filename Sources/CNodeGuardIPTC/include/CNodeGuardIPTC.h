@@ -1,0 +1,91 @@
+// A small C shim over libiptc (libip4tc + libip6tc) for NodeGuard.
+//
+// Swift never sees `ipt_entry` or `ip6t_entry`: it describes a rule with
+// `ngiptc_rule_spec`, and this shim builds the entry bytes (to insert) and
+// decodes them back (to compare). Every function is prefixed `ngiptc_`.
+//
+// libiptc has global state and its handles are not thread-safe: callers must
+// serialise every call (NodeGuard makes them from one reconcile thread).
+#ifndef C_NODEGUARD_IPTC_H
+#define C_NODEGUARD_IPTC_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NGIPTC_COMMENT_SIZE 256
+#define NGIPTC_TARGET_SIZE 32
+
+/// An open table of one address family (AF_INET or AF_INET6): a snapshot
+/// taken by `iptc_init` that is edited in memory and committed at once.
+typedef struct ngiptc_table ngiptc_table;
+
+/// One rule as NodeGuard writes it. Matches appear in the entry in this
+/// order: addrtype, conntrack, tcp/udp/sctp, comment.
+typedef struct ngiptc_rule_spec {
+    uint8_t source_address[16];     // network byte order; IPv4 uses the first 4 bytes
+    uint8_t source_prefix_length;   // 0 means any source
+    uint8_t protocol;               // IPPROTO_TCP/UDP/SCTP, 0 means any
+    uint8_t match_local_destination;    // -m addrtype --dst-type LOCAL
+    uint8_t match_original_direction;   // -m conntrack --ctdir ORIGINAL
+    uint8_t has_destination_ports;      // -m tcp|udp|sctp --dport first[:last]
+    uint16_t destination_port_first;
+    uint16_t destination_port_last;
+    char comment[NGIPTC_COMMENT_SIZE];  // empty means no comment match
+    char target[NGIPTC_TARGET_SIZE];    // "DROP", "RETURN", "ACCEPT" or a chain name
+} ngiptc_rule_spec;
+
+/// A rule read from the kernel.
+typedef struct ngiptc_rule_info {
+    /// Decoded fields. `target` and `comment` are always filled; the rest is
+    /// meaningful only when `representable` is 1.
+    ngiptc_rule_spec spec;
+    /// 1 when re-encoding `spec` gives back exactly the entry in the kernel,
+    /// i.e. the rule is one NodeGuard could have written, unedited.
+    uint8_t representable;
+    uint64_t packets;
+    uint64_t bytes;
+} ngiptc_rule_info;
+
+/// Opens `table` for `family`. On failure returns NULL and sets `*error` to errno.
+ngiptc_table *ngiptc_open(int family, const char *table, int *error);
+/// Frees the snapshot without committing.
+void ngiptc_close(ngiptc_table *table);
+/// Commits every change made to the snapshot in one replace. Returns 0, or
+/// -1 with `*error` set. The table stays open either way; close it after.
+int ngiptc_commit(ngiptc_table *table, int *error);
+/// The library's text for an errno from the last failing call.
+const char *ngiptc_strerror(int family, int error);
+
+/// Chains: iterate all names (user and built-in) in the snapshot.
+const char *ngiptc_first_chain(ngiptc_table *table);
+const char *ngiptc_next_chain(ngiptc_table *table);
+int ngiptc_is_chain(ngiptc_table *table, const char *chain);
+int ngiptc_is_builtin(ngiptc_table *table, const char *chain);
+int ngiptc_create_chain(ngiptc_table *table, const char *chain, int *error);
+int ngiptc_flush_chain(ngiptc_table *table, const char *chain, int *error);
+int ngiptc_delete_chain(ngiptc_table *table, const char *chain, int *error);
+
+/// The number of rules in `chain`, or -1 with `*error` set.
+int ngiptc_rule_count(ngiptc_table *table, const char *chain, int *error);
+/// Reads up to `capacity` rules of `chain` into `rules`; returns how many, or -1.
+int ngiptc_read_rules(ngiptc_table *table, const char *chain,
+                      ngiptc_rule_info *rules, int capacity, int *error);
+/// Inserts the rule built from `spec` at 0-based `index` of `chain`.
+int ngiptc_insert_rule(ngiptc_table *table, const char *chain, unsigned int index,
+                       const ngiptc_rule_spec *spec, int *error);
+/// Deletes the rule at 0-based `index` of `chain`.
+int ngiptc_delete_rule(ngiptc_table *table, const char *chain, unsigned int index, int *error);
+
+/// Sizes the shim relies on, exported so tests can check them against NETFILTER.md.
+unsigned int ngiptc_ipv4_entry_size(void);
+unsigned int ngiptc_ipv6_entry_size(void);
+unsigned int ngiptc_standard_target_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

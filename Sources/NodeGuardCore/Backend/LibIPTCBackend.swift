@@ -1,0 +1,223 @@
+import CNodeGuardIPTC
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The production backend: legacy xtables through libiptc (libip4tc and
+/// libip6tc), via the CNodeGuardIPTC shim.
+public struct LibIPTCBackend: NetfilterBackend {
+    /// libiptc keeps global state (its error text, its caches): one call at a
+    /// time in this process, whoever makes it.
+    private static let libraryLock = NSLock()
+
+    public var lockPath: String
+    public var lockTimeout: Duration
+    /// How many times a commit that lost a race (EAGAIN) is retried.
+    public var commitAttempts = 5
+
+    public init(lockPath: String = XtablesLock.path, lockTimeout: Duration = .seconds(10)) {
+        self.lockPath = lockPath
+        self.lockTimeout = lockTimeout
+    }
+
+    public func mangleTableExists(_ family: AddressFamily) -> Bool {
+        let file = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return false }
+        return text.split(separator: "\n").contains("mangle")
+    }
+
+    public func withMangleTable<T>(
+        _ family: AddressFamily,
+        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+    ) throws(NodeGuardError) -> (result: T, committed: Bool) {
+        try XtablesLock.withLock(path: lockPath, timeout: lockTimeout) { () throws(NodeGuardError) in
+            Self.libraryLock.lock()
+            defer { Self.libraryLock.unlock() }
+            var attempt = 1
+            while true {
+                let snapshot = try IPTCSnapshot(family: family)
+                defer { snapshot.close() }
+                let result = try body(snapshot)
+                guard snapshot.changed else { return (result, false) }
+                do throws(NodeGuardError) {
+                    try snapshot.commit()
+                    return (result, true)
+                } catch {
+                    // A writer that ignores the lock changed the table between our read and commit.
+                    guard snapshot.lastErrno == EAGAIN && attempt < commitAttempts else { throw error }
+                    attempt += 1
+                }
+            }
+        }
+    }
+}
+
+/// Turns an errno from libiptc into an error an operator can act on.
+func netfilterError(_ code: Int32, family: AddressFamily, doing action: String) -> NodeGuardError {
+    let tool = family == .ipv4 ? "iptables" : "ip6tables"
+    switch code {
+    case EPERM, EACCES:
+        return NodeGuardError(.permissionDenied,
+            "\(action): permission denied; NodeGuard needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root or grant the capabilities)")
+    case ENOPROTOOPT:
+        return NodeGuardError(.netfilterUnavailable,
+            "\(action): this kernel has no legacy \(tool) (ENOPROTOOPT); NodeGuard needs the \(family == .ipv4 ? "ip_tables and iptable_mangle" : "ip6_tables and ip6table_mangle") modules (CONFIG_\(family == .ipv4 ? "IP" : "IP6")_NF_IPTABLES, CONFIG_\(family == .ipv4 ? "IP" : "IP6")_NF_MANGLE)")
+    default:
+        let text = String(cString: ngiptc_strerror(family == .ipv4 ? AF_INET : AF_INET6, code))
+        return NodeGuardError(.netfilterFailure, "\(action): \(text) (errno \(code))")
+    }
+}
+
+final class IPTCSnapshot: MangleTableSnapshot {
+    let family: AddressFamily
+    private var table: OpaquePointer?
+    private(set) var changed = false
+    private(set) var lastErrno: Int32 = 0
+
+    private var familyName: String { family == .ipv4 ? "IPv4" : "IPv6" }
+    private var af: Int32 { family == .ipv4 ? AF_INET : AF_INET6 }
+
+    init(family: AddressFamily) throws(NodeGuardError) {
+        self.family = family
+        var error: Int32 = 0
+        table = ngiptc_open(family == .ipv4 ? AF_INET : AF_INET6, "mangle", &error)
+        if table == nil {
+            throw netfilterError(error, family: family, doing: "reading the \(family == .ipv4 ? "IPv4" : "IPv6") mangle table")
+        }
+    }
+
+    func close() {
+        ngiptc_close(table)
+        table = nil
+    }
+
+    private func check(_ status: Int32, _ error: Int32, _ action: @autoclosure () -> String) throws(NodeGuardError) {
+        guard status < 0 else { return }
+        lastErrno = error
+        throw netfilterError(error, family: family, doing: "\(action()) in the \(familyName) mangle table")
+    }
+
+    func commit() throws(NodeGuardError) {
+        var error: Int32 = 0
+        try check(ngiptc_commit(table, &error), error, "committing")
+    }
+
+    func chainNames() -> [String] {
+        var names: [String] = []
+        var name = ngiptc_first_chain(table)
+        while let current = name {
+            names.append(String(cString: current))
+            name = ngiptc_next_chain(table)
+        }
+        return names
+    }
+
+    func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule] {
+        var error: Int32 = 0
+        let count = ngiptc_rule_count(table, chain, &error)
+        try check(count, error, "reading chain \(chain)")
+        guard count > 0 else { return [] }
+        var infos = [ngiptc_rule_info](repeating: ngiptc_rule_info(), count: Int(count))
+        let read = ngiptc_read_rules(table, chain, &infos, count, &error)
+        try check(read, error, "reading chain \(chain)")
+        return infos.prefix(Int(read)).map { Self.observed($0, family: family) }
+    }
+
+    func createChain(_ name: String) throws(NodeGuardError) {
+        var error: Int32 = 0
+        try check(ngiptc_create_chain(table, name, &error), error, "creating chain \(name)")
+        changed = true
+    }
+
+    func flushChain(_ name: String) throws(NodeGuardError) {
+        var error: Int32 = 0
+        try check(ngiptc_flush_chain(table, name, &error), error, "flushing chain \(name)")
+        changed = true
+    }
+
+    func deleteChain(_ name: String) throws(NodeGuardError) {
+        var error: Int32 = 0
+        try check(ngiptc_delete_chain(table, name, &error), error,
+                  "deleting chain \(name) (is a rule outside NodeGuard still jumping to it?)")
+        changed = true
+    }
+
+    func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError) {
+        var spec = Self.cSpec(rule, family: family)
+        var error: Int32 = 0
+        try check(ngiptc_insert_rule(table, chain, UInt32(index), &spec, &error), error,
+                  "inserting '\(rule.iptablesArguments)' into \(chain)")
+        changed = true
+    }
+
+    func deleteRule(in chain: String, at index: Int) throws(NodeGuardError) {
+        var error: Int32 = 0
+        try check(ngiptc_delete_rule(table, chain, UInt32(index), &error), error,
+                  "deleting rule \(index + 1) of \(chain)")
+        changed = true
+    }
+
+    // MARK: conversions between RuleSpec and the shim's C struct
+
+    static func cSpec(_ rule: RuleSpec, family: AddressFamily) -> ngiptc_rule_spec {
+        var spec = ngiptc_rule_spec()
+        if let source = rule.source {
+            withUnsafeMutableBytes(of: &spec.source_address) { buffer in
+                for (i, byte) in source.address.enumerated() where i < buffer.count { buffer[i] = byte }
+            }
+            spec.source_prefix_length = UInt8(source.prefixLength)
+        }
+        spec.protocol = rule.transport?.ipProtocolNumber ?? 0
+        spec.match_local_destination = rule.matchLocalDestination ? 1 : 0
+        spec.match_original_direction = rule.matchOriginalDirection ? 1 : 0
+        if let ports = rule.destinationPorts {
+            spec.has_destination_ports = 1
+            spec.destination_port_first = ports.lowerBound
+            spec.destination_port_last = ports.upperBound
+        }
+        copyCString(rule.comment, into: &spec.comment)
+        copyCString(rule.target, into: &spec.target)
+        return spec
+    }
+
+    static func observed(_ info: ngiptc_rule_info, family: AddressFamily) -> ObservedRule {
+        var c = info.spec
+        let comment = readCString(&c.comment)
+        let target = readCString(&c.target)
+        var spec: RuleSpec?
+        if info.representable != 0 {
+            let transport = TransportProtocol.allCases.first { $0.ipProtocolNumber == c.protocol }
+            let protocolKnown = c.protocol == 0 || transport != nil
+            var source: CIDR?
+            if c.source_prefix_length > 0 {
+                let bytes = withUnsafeBytes(of: &c.source_address) { Array($0.prefix(family.addressByteCount)) }
+                source = CIDR(family: family, address: bytes, prefixLength: Int(c.source_prefix_length))
+            }
+            if protocolKnown {
+                spec = RuleSpec(
+                    source: source, transport: transport,
+                    matchLocalDestination: c.match_local_destination != 0,
+                    matchOriginalDirection: c.match_original_direction != 0,
+                    destinationPorts: c.has_destination_ports != 0 ? c.destination_port_first...c.destination_port_last : nil,
+                    comment: comment, target: target)
+            }
+        }
+        return ObservedRule(spec: spec, target: target, comment: comment, packets: info.packets, bytes: info.bytes)
+    }
+
+    private static func copyCString<Buffer>(_ text: String, into buffer: inout Buffer) {
+        withUnsafeMutableBytes(of: &buffer) { raw in
+            let bytes = Array(text.utf8.prefix(raw.count - 1))
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+    }
+
+    private static func readCString<Buffer>(_ buffer: inout Buffer) -> String {
+        withUnsafeBytes(of: &buffer) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+}

@@ -1,0 +1,30 @@
+/// An open, editable snapshot of one family's mangle table. Edits stay in
+/// memory until the backend commits them all at once.
+public protocol MangleTableSnapshot: AnyObject {
+    var family: AddressFamily { get }
+    /// Every chain name, built-in and user-defined.
+    func chainNames() -> [String]
+    func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule]
+    func createChain(_ name: String) throws(NodeGuardError)
+    func flushChain(_ name: String) throws(NodeGuardError)
+    func deleteChain(_ name: String) throws(NodeGuardError)
+    func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError)
+    func deleteRule(in chain: String, at index: Int) throws(NodeGuardError)
+}
+
+/// Where NodeGuard's rules live. The production backend is libiptc
+/// (`LibIPTCBackend`); the protocol keeps the reconciler independent of it.
+public protocol NetfilterBackend: Sendable {
+    /// Runs `body` on a fresh snapshot of `family`'s mangle table while holding
+    /// the xtables lock, then commits once if `body` changed anything.
+    /// Returns `body`'s result and whether a commit happened. If the commit
+    /// loses a race (EAGAIN), `body` runs again on a new snapshot.
+    func withMangleTable<T>(
+        _ family: AddressFamily,
+        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+    ) throws(NodeGuardError) -> (result: T, committed: Bool)
+
+    /// Whether the kernel already has this family's mangle table; asking must
+    /// not create it.
+    func mangleTableExists(_ family: AddressFamily) -> Bool
+}

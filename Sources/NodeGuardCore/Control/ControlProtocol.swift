@@ -1,0 +1,176 @@
+/// The control socket's protocol: newline-delimited JSON over a Unix stream
+/// socket, one request and one response per line.
+///
+///     -> {"version":1,"command":"block","entry":{"port":31002,"protocol":"tcp"}}
+///     <- {"version":1,"ok":true,"result":{...}}
+///     <- {"version":1,"ok":false,"error":{"code":"config_entry","message":"..."}}
+///
+/// Commands: block (entry), unblock (port, protocol), list, status, reload.
+public enum ControlProtocol {
+    public static let version = 1
+    /// A longer line is refused with `message_too_large` and the connection closed.
+    public static let maximumMessageBytes = 64 * 1024
+    public static let defaultSocketPath = "/run/nodeguard/nodeguard.sock"
+}
+
+public enum ControlRequest: Sendable, Hashable {
+    case block(BlockEntry)
+    case unblock(PortKey)
+    case list
+    case status
+    case reload
+
+    public var command: String {
+        switch self {
+        case .block: "block"
+        case .unblock: "unblock"
+        case .list: "list"
+        case .status: "status"
+        case .reload: "reload"
+        }
+    }
+
+    /// Whether the request changes anything (for logs now, for access checks later).
+    public var isMutating: Bool {
+        switch self {
+        case .block, .unblock, .reload: true
+        case .list, .status: false
+        }
+    }
+
+    public func encoded() -> String {
+        var fields: [String: JSONValue] = [
+            "version": .number(String(ControlProtocol.version)),
+            "command": .string(command),
+        ]
+        switch self {
+        case .block(let entry): fields["entry"] = DenyListCodec.encodeEntry(entry)
+        case .unblock(let key):
+            fields["port"] = .number(String(key.port))
+            fields["protocol"] = .string(key.transport.rawValue)
+        case .list, .status, .reload: break
+        }
+        return JSON.serialize(.object(fields))
+    }
+
+    /// Decodes one line (without its newline). Every error names the field.
+    public static func decode(_ line: [UInt8]) throws(NodeGuardError) -> ControlRequest {
+        guard line.count <= ControlProtocol.maximumMessageBytes else {
+            throw NodeGuardError(.messageTooLarge, "request is \(line.count) bytes; at most \(ControlProtocol.maximumMessageBytes)")
+        }
+        let value: JSONValue
+        do { value = try JSON.parse(line) } catch {
+            throw NodeGuardError(.invalidRequest, "request is not valid JSON: \(error)")
+        }
+        guard case .object(let fields) = value else {
+            throw NodeGuardError(.invalidRequest, "request must be a JSON object, found \(value.typeDescription)")
+        }
+        guard let version = fields["version"] else {
+            throw NodeGuardError(.invalidRequest, "version: missing (this daemon speaks version \(ControlProtocol.version))")
+        }
+        guard version.integerValue == ControlProtocol.version else {
+            throw NodeGuardError(.unsupportedVersion,
+                "version: \(JSON.serialize(version)) is not supported (this daemon speaks version \(ControlProtocol.version))")
+        }
+        guard case .string(let command)? = fields["command"] else {
+            throw NodeGuardError(.invalidRequest, "command: missing or not a string (one of block, unblock, list, status, reload)")
+        }
+        let allowed: Set<String>
+        let request: ControlRequest
+        switch command {
+        case "block":
+            allowed = ["version", "command", "entry"]
+            guard let entryValue = fields["entry"] else {
+                throw NodeGuardError(.invalidRequest, "entry: missing (the port to block)")
+            }
+            var problems: [DenyListProblem] = []
+            guard let entry = DenyListCodec.decodeEntry(entryValue, path: "entry", problems: &problems) else {
+                throw NodeGuardError(.invalidRequest, problems.map(\.description).joined(separator: "; "))
+            }
+            request = .block(entry)
+        case "unblock":
+            allowed = ["version", "command", "port", "protocol"]
+            guard let port = fields["port"]?.integerValue, (1...65535).contains(port) else {
+                throw NodeGuardError(.invalidRequest, "port: missing or not a whole number from 1 to 65535")
+            }
+            var transport = TransportProtocol.tcp
+            if let value = fields["protocol"] {
+                guard case .string(let text) = value, let parsed = TransportProtocol(rawValue: text) else {
+                    throw NodeGuardError(.invalidRequest, "protocol: expected \"tcp\", \"udp\" or \"sctp\"")
+                }
+                transport = parsed
+            }
+            request = .unblock(PortKey(port: UInt16(port), transport: transport))
+        case "list": allowed = ["version", "command"]; request = .list
+        case "status": allowed = ["version", "command"]; request = .status
+        case "reload": allowed = ["version", "command"]; request = .reload
+        default:
+            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(command)\" (one of block, unblock, list, status, reload)")
+        }
+        if let unknown = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw NodeGuardError(.invalidRequest, "\(unknown): unknown field for command \(command)")
+        }
+        return request
+    }
+}
+
+public enum ControlResponse: Sendable, Hashable {
+    case success(JSONValue)
+    case failure(NodeGuardError)
+
+    public func encoded() -> String {
+        switch self {
+        case .success(let result):
+            return JSON.serialize(.object(["version": .number(String(ControlProtocol.version)), "ok": .bool(true), "result": result]))
+        case .failure(let error):
+            return JSON.serialize(.object([
+                "version": .number(String(ControlProtocol.version)), "ok": .bool(false),
+                "error": .object(["code": .string(error.code.rawValue), "message": .string(error.message)]),
+            ]))
+        }
+    }
+
+    public static func decode(_ line: [UInt8]) throws(NodeGuardError) -> ControlResponse {
+        let value: JSONValue
+        do { value = try JSON.parse(line) } catch {
+            throw NodeGuardError(.invalidRequest, "the daemon's response is not valid JSON: \(error)")
+        }
+        guard value["version"]?.integerValue == ControlProtocol.version else {
+            throw NodeGuardError(.unsupportedVersion, "the daemon speaks another protocol version; use the nodeguardctl that came with it")
+        }
+        switch value["ok"] {
+        case .bool(true)?:
+            return .success(value["result"] ?? .null)
+        case .bool(false)?:
+            let code = value["error"]?["code"]?.stringValue ?? "unknown"
+            let message = value["error"]?["message"]?.stringValue ?? "the daemon gave no message"
+            return .failure(NodeGuardError(NodeGuardError.Code(rawValue: code), message))
+        default:
+            throw NodeGuardError(.invalidRequest, "the daemon's response has no \"ok\" field")
+        }
+    }
+}
+
+extension JSONValue {
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let fields) = self { return fields[key] }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    public var arrayValue: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
+    }
+
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    public static func integer<I: BinaryInteger>(_ value: I) -> JSONValue { .number(String(value)) }
+}

@@ -1,0 +1,174 @@
+/// One thing wrong with a deny-list, located by a JSON path such as `blocked[2].port`.
+public struct DenyListProblem: Sendable, Hashable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+}
+
+/// Reads and writes the deny-list format (also used for the runtime state
+/// file and for entries in control requests). Reading collects every problem
+/// instead of stopping at the first, so `nodeguardctl validate` shows them all.
+public enum DenyListCodec {
+    static let entryFields: Set<String> = ["port", "protocol", "family", "reason", "allowFrom"]
+
+    /// Decodes a whole file. `source` names it in the error (a path).
+    public static func decode(_ bytes: [UInt8], source: String) throws(NodeGuardError) -> DenyList {
+        let problems: [DenyListProblem]
+        do {
+            let value = try JSON.parse(bytes)
+            var found: [DenyListProblem] = []
+            if let list = decode(value, problems: &found), found.isEmpty { return list }
+            problems = found
+        } catch {
+            problems = [DenyListProblem(path: "", message: "not valid JSON: \(error)")]
+        }
+        throw invalid(problems, source: source)
+    }
+
+    public static func invalid(_ problems: [DenyListProblem], source: String) -> NodeGuardError {
+        if problems.count == 1 {
+            return NodeGuardError(.invalidDenyList, "\(source): \(problems[0])")
+        }
+        let lines = problems.map { "  \($0)" }.joined(separator: "\n")
+        return NodeGuardError(.invalidDenyList, "\(source): \(problems.count) problems:\n\(lines)")
+    }
+
+    static func decode(_ value: JSONValue, problems: inout [DenyListProblem]) -> DenyList? {
+        guard case .object(let top) = value else {
+            problems.append(.init(path: "", message: "expected an object with \"version\" and \"blocked\", found \(value.typeDescription)"))
+            return nil
+        }
+        for key in top.keys.sorted() where key != "version" && key != "blocked" {
+            problems.append(.init(path: key, message: "unknown field (expected \"version\" and \"blocked\")"))
+        }
+        switch top["version"] {
+        case nil:
+            problems.append(.init(path: "version", message: "missing (this NodeGuard reads version \(DenyList.currentVersion))"))
+        case .some(let v) where v.integerValue == DenyList.currentVersion:
+            break
+        case .some(let v):
+            let shown = if case .number(let n) = v { n } else { v.typeDescription }
+            problems.append(.init(path: "version", message: "unknown version \(shown) (this NodeGuard reads version \(DenyList.currentVersion))"))
+        }
+        guard let blocked = top["blocked"] else {
+            problems.append(.init(path: "blocked", message: "missing (use [] for an empty list)"))
+            return nil
+        }
+        guard case .array(let items) = blocked else {
+            problems.append(.init(path: "blocked", message: "expected an array, found \(blocked.typeDescription)"))
+            return nil
+        }
+        var entries: [BlockEntry] = []
+        var firstIndex: [PortKey: Int] = [:]
+        for (index, item) in items.enumerated() {
+            let path = "blocked[\(index)]"
+            guard let entry = decodeEntry(item, path: path, problems: &problems) else { continue }
+            if let earlier = firstIndex[entry.key] {
+                problems.append(.init(path: path, message: "\(entry.key) is already listed at blocked[\(earlier)]"))
+                continue
+            }
+            firstIndex[entry.key] = index
+            entries.append(entry)
+        }
+        return DenyList(entries: entries)
+    }
+
+    /// Decodes one entry object; appends problems under `path` and returns nil if any.
+    public static func decodeEntry(_ value: JSONValue, path: String, problems: inout [DenyListProblem]) -> BlockEntry? {
+        guard case .object(let fields) = value else {
+            problems.append(.init(path: path, message: "expected an object, found \(value.typeDescription)"))
+            return nil
+        }
+        let before = problems.count
+        func report(_ field: String, _ message: String) {
+            problems.append(.init(path: "\(path).\(field)", message: message))
+        }
+        for key in fields.keys.sorted() where !entryFields.contains(key) {
+            report(key, "unknown field (expected one of \(entryFields.sorted().joined(separator: ", ")))")
+        }
+
+        var port: UInt16 = 0
+        switch fields["port"] {
+        case nil: report("port", "missing (a number from 1 to 65535)")
+        case .some(.number(let text)):
+            if let n = Int(text), (1...65535).contains(n) { port = UInt16(n) }
+            else { report("port", "\(text) is not a whole number from 1 to 65535") }
+        case .some(let other): report("port", "expected a number from 1 to 65535, found \(other.typeDescription)")
+        }
+
+        var transport = TransportProtocol.tcp
+        if let v = fields["protocol"] {
+            if case .string(let s) = v, let p = TransportProtocol(rawValue: s) { transport = p }
+            else { report("protocol", "expected \"tcp\", \"udp\" or \"sctp\", found \(shown(v))") }
+        }
+
+        var family = FamilySelection.both
+        if let v = fields["family"] {
+            if case .string(let s) = v, let f = FamilySelection(rawValue: s) { family = f }
+            else { report("family", "expected \"ipv4\", \"ipv6\" or \"both\", found \(shown(v))") }
+        }
+
+        var reason: String?
+        if let v = fields["reason"] {
+            if case .string(let s) = v {
+                if s.utf8.count > BlockEntry.maximumReasonBytes {
+                    report("reason", "\(s.utf8.count) bytes long; at most \(BlockEntry.maximumReasonBytes)")
+                } else if s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+                    report("reason", "contains a control character (newline, tab, NUL, ...)")
+                } else {
+                    reason = s
+                }
+            } else if v != .null {
+                report("reason", "expected a string, found \(v.typeDescription)")
+            }
+        }
+
+        var allowFrom: [CIDR] = []
+        if let v = fields["allowFrom"] {
+            if case .array(let items) = v {
+                for (i, item) in items.enumerated() {
+                    guard case .string(let text) = item else {
+                        report("allowFrom[\(i)]", "expected a CIDR string, found \(item.typeDescription)")
+                        continue
+                    }
+                    do {
+                        let cidr = try CIDR(parsing: text)
+                        if allowFrom.contains(cidr) { report("allowFrom[\(i)]", "\(cidr) is listed twice") }
+                        else { allowFrom.append(cidr) }
+                    } catch {
+                        report("allowFrom[\(i)]", error.message)
+                    }
+                }
+            } else {
+                report("allowFrom", "expected an array of CIDR strings, found \(v.typeDescription)")
+            }
+        }
+        guard problems.count == before else { return nil }
+        return BlockEntry(port: port, transport: transport, family: family, reason: reason, allowFrom: allowFrom)
+    }
+
+    private static func shown(_ value: JSONValue) -> String {
+        if case .string(let s) = value { return "\"\(s)\"" }
+        return value.typeDescription
+    }
+
+    // MARK: writing
+
+    public static func encodeEntry(_ entry: BlockEntry) -> JSONValue {
+        var fields: [String: JSONValue] = [
+            "port": .number(String(entry.port)),
+            "protocol": .string(entry.transport.rawValue),
+            "family": .string(entry.family.rawValue),
+        ]
+        if let reason = entry.reason { fields["reason"] = .string(reason) }
+        if !entry.allowFrom.isEmpty { fields["allowFrom"] = .array(entry.allowFrom.map { .string($0.description) }) }
+        return .object(fields)
+    }
+
+    public static func encode(_ list: DenyList) -> String {
+        JSON.serialize(.object([
+            "version": .number(String(DenyList.currentVersion)),
+            "blocked": .array(list.entries.map(encodeEntry)),
+        ]), pretty: true) + "\n"
+    }
+}

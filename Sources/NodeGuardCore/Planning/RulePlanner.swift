@@ -1,0 +1,109 @@
+/// Turns a deny-list into the chains and rules of one family's mangle table.
+///
+/// Layout (what `iptables-legacy -t mangle -S` shows):
+///
+///     PREROUTING/OUTPUT rule 1: -m addrtype --dst-type LOCAL -m conntrack --ctdir ORIGINAL -j NODEGUARD
+///     NODEGUARD:       -p tcp -j NODEGUARD-TCP        (one rule per protocol in use)
+///     NODEGUARD-TCP:   one rule per blocked port (its own counter), while there are at most 16;
+///                      beyond that a 16-way dispatch by port range into NODEGUARD-TCP-7,
+///                      NODEGUARD-TCP-7A, ... (a trie on the port's hex digits).
+///
+/// So a packet to an unblocked port walks at most 16 rules per level and
+/// four levels, however long the list: the cost grows with log16 of it.
+public enum RulePlanner {
+    public static let chainPrefix = "NODEGUARD"
+    public static let entryChain = "NODEGUARD"
+    /// A chain holds per-port rules directly up to this many ports.
+    public static let leafCapacity = 16
+    /// The kernel keeps 255 bytes of a comment (plus NUL).
+    public static let maximumCommentBytes = 255
+
+    public static func isNodeGuardChain(_ name: String) -> Bool {
+        name == entryChain || name.hasPrefix(entryChain + "-")
+    }
+
+    public static let hookRule = RuleSpec(
+        matchLocalDestination: true, matchOriginalDirection: true,
+        comment: "NodeGuard: drop blocked NodePorts before DNAT", target: entryChain)
+
+    public static func plan(_ entries: [BlockEntry], family: AddressFamily) -> TablePlan {
+        let mine = entries.filter { $0.family.includes(family) }
+        var entryRules: [RuleSpec] = []
+        var chains: [ChainPlan] = []
+        for transport in TransportProtocol.allCases {
+            let ports = mine.filter { $0.transport == transport }.sorted { $0.port < $1.port }
+            guard !ports.isEmpty else { continue }
+            let name = "\(entryChain)-\(transport.rawValue.uppercased())"
+            entryRules.append(RuleSpec(transport: transport, comment: "NodeGuard: \(transport.rawValue) ports", target: name))
+            chains += rangeChains(name: name, transport: transport, family: family,
+                                  start: 0, span: 65536, entries: ports)
+        }
+        return TablePlan(family: family, chains: [ChainPlan(name: entryChain, rules: entryRules)] + chains,
+                         hookRule: hookRule)
+    }
+
+    /// The chain for ports in [start, start + span) and the chains below it.
+    static func rangeChains(name: String, transport: TransportProtocol, family: AddressFamily,
+                            start: Int, span: Int, entries: [BlockEntry]) -> [ChainPlan] {
+        if entries.count <= leafCapacity || span <= 16 {
+            return [ChainPlan(name: name, rules: entries.flatMap { portRules($0, family: family) })]
+        }
+        let childSpan = span / 16
+        var rules: [RuleSpec] = []
+        var below: [ChainPlan] = []
+        // entries are sorted by port, so each child's entries are contiguous.
+        var index = entries.startIndex
+        while index < entries.endIndex {
+            let child = (Int(entries[index].port) - start) / childSpan
+            let childStart = start + child * childSpan
+            var end = index
+            while end < entries.endIndex, Int(entries[end].port) < childStart + childSpan { end += 1 }
+            let group = Array(entries[index..<end])
+            if group.count == 1 {
+                rules += portRules(group[0], family: family)
+            } else {
+                let hexDigits = 4 - String(childSpan - 1, radix: 16).count
+                let prefix = String(childStart >> (16 - 4 * hexDigits), radix: 16, uppercase: true)
+                let padded = String(repeating: "0", count: hexDigits - prefix.count) + prefix
+                let childName = "\(entryChain)-\(transport.rawValue.uppercased())-\(padded)"
+                let range = UInt16(childStart)...UInt16(childStart + childSpan - 1)
+                rules.append(RuleSpec(transport: transport, destinationPorts: range,
+                                      comment: "NodeGuard: \(transport.rawValue) ports \(range.lowerBound)-\(range.upperBound)",
+                                      target: childName))
+                below += rangeChains(name: childName, transport: transport, family: family,
+                                     start: childStart, span: childSpan, entries: group)
+            }
+            index = end
+        }
+        return [ChainPlan(name: name, rules: rules)] + below
+    }
+
+    /// The rules for one blocked port: RETURN for each allowed source of this
+    /// family, then the DROP that counts what was blocked.
+    static func portRules(_ entry: BlockEntry, family: AddressFamily) -> [RuleSpec] {
+        let ports = entry.port...entry.port
+        var rules = entry.allowFrom.filter { $0.family == family }.map { cidr in
+            RuleSpec(source: cidr, transport: entry.transport, destinationPorts: ports,
+                     comment: "NodeGuard: allow \(cidr) to \(entry.key)", target: "RETURN")
+        }
+        var comment = "NodeGuard: block \(entry.key)"
+        if let reason = entry.reason, !reason.isEmpty { comment += ": \(reason)" }
+        rules.append(RuleSpec(transport: entry.transport, destinationPorts: ports,
+                              comment: truncatedComment(comment), target: "DROP"))
+        return rules
+    }
+
+    /// Cuts `text` to what the kernel keeps, at a character boundary.
+    static func truncatedComment(_ text: String) -> String {
+        guard text.utf8.count > maximumCommentBytes else { return text }
+        var out = ""
+        var used = 0
+        for character in text {
+            let size = character.utf8.count
+            if used + size > maximumCommentBytes - 3 { break }
+            out.append(character)
+            used += size
+        }
+        return out + "..."
+    }
+}

@@ -1,0 +1,102 @@
+/// One rule as NodeGuard writes it, in the shape the C shim can build and
+/// decode. Two rules are the same rule exactly when their specs are equal.
+public struct RuleSpec: Sendable, Hashable {
+    public var source: CIDR?
+    public var transport: TransportProtocol?
+    public var matchLocalDestination = false
+    public var matchOriginalDirection = false
+    public var destinationPorts: ClosedRange<UInt16>?
+    public var comment: String
+    public var target: String
+
+    public init(source: CIDR? = nil, transport: TransportProtocol? = nil,
+                matchLocalDestination: Bool = false, matchOriginalDirection: Bool = false,
+                destinationPorts: ClosedRange<UInt16>? = nil, comment: String, target: String) {
+        self.source = source
+        self.transport = transport
+        self.matchLocalDestination = matchLocalDestination
+        self.matchOriginalDirection = matchOriginalDirection
+        self.destinationPorts = destinationPorts
+        self.comment = comment
+        self.target = target
+    }
+
+    /// The rule as `iptables-legacy-save` prints it after `-A CHAIN`, so
+    /// tests can compare the kernel's own read-back with the plan, and logs
+    /// can show an operator the rule in a form they know.
+    public var iptablesArguments: String {
+        var parts: [String] = []
+        if let source { parts.append("-s \(source)") }
+        if let transport { parts.append("-p \(transport.rawValue)") }
+        if matchLocalDestination { parts.append("-m addrtype --dst-type LOCAL") }
+        if matchOriginalDirection { parts.append("-m conntrack --ctdir ORIGINAL") }
+        if let ports = destinationPorts, let transport {
+            let range = ports.lowerBound == ports.upperBound ? "\(ports.lowerBound)" : "\(ports.lowerBound):\(ports.upperBound)"
+            parts.append("-m \(transport.rawValue) --dport \(range)")
+        }
+        if !comment.isEmpty { parts.append("-m comment --comment \(RuleSpec.saveQuoted(comment))") }
+        parts.append("-j \(target)")
+        return parts.joined(separator: " ")
+    }
+
+    /// Quotes a string as iptables' xtables_save_string does.
+    static func saveQuoted(_ value: String) -> String {
+        let plain = value.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
+        }
+        if plain && !value.isEmpty { return value }
+        var out = "\""
+        for scalar in value.unicodeScalars {
+            if scalar == "\"" || scalar == "\\" || scalar == "'" { out += "\\" }
+            out.unicodeScalars.append(scalar)
+        }
+        return out + "\""
+    }
+}
+
+/// A rule read back from the kernel.
+public struct ObservedRule: Sendable, Hashable, CustomStringConvertible {
+    /// The decoded rule, or nil when it is not one NodeGuard could have written
+    /// (another match, another target, an edited field).
+    public var spec: RuleSpec?
+    /// The target (verdict or chain), known even for foreign rules.
+    public var target: String
+    /// The rule's comment, if it has a comment match.
+    public var comment: String
+    public var packets: UInt64
+    public var bytes: UInt64
+
+    public init(spec: RuleSpec?, target: String, comment: String, packets: UInt64 = 0, bytes: UInt64 = 0) {
+        self.spec = spec
+        self.target = target
+        self.comment = comment
+        self.packets = packets
+        self.bytes = bytes
+    }
+
+    public init(_ spec: RuleSpec) {
+        self.init(spec: spec, target: spec.target, comment: spec.comment)
+    }
+
+    /// What a log line shows of the rule.
+    public var description: String {
+        if let spec { return spec.iptablesArguments }
+        let comment = comment.isEmpty ? "" : " -m comment --comment \(RuleSpec.saveQuoted(comment))"
+        return "[a rule with matches NodeGuard does not write]\(comment) -j \(target)"
+    }
+}
+
+public struct ChainPlan: Sendable, Hashable {
+    public var name: String
+    public var rules: [RuleSpec]
+}
+
+/// Everything NodeGuard wants in one family's mangle table.
+public struct TablePlan: Sendable, Hashable {
+    public var family: AddressFamily
+    /// NodeGuard's chains, the entry chain first.
+    public var chains: [ChainPlan]
+    /// The jump that must be rule 1 of each hook chain.
+    public var hookRule: RuleSpec
+    public static let hookChains = ["PREROUTING", "OUTPUT"]
+}

@@ -1,0 +1,262 @@
+import Foundation
+import Logging
+
+public struct DaemonConfiguration: Sendable {
+    public var configPath: String
+    public var stateDirectory: String
+    public var socketPath: String
+    public var verifyInterval: Duration
+
+    public init(configPath: String = "/etc/nodeguard/denylist.json",
+                stateDirectory: String = "/var/lib/nodeguard",
+                socketPath: String = ControlProtocol.defaultSocketPath,
+                verifyInterval: Duration = .seconds(1)) {
+        self.configPath = configPath
+        self.stateDirectory = stateDirectory
+        self.socketPath = socketPath
+        self.verifyInterval = verifyInterval
+    }
+}
+
+/// Where an effective entry comes from.
+public enum EntrySource: String, Sendable {
+    case config, runtime
+}
+
+/// The state NodeGuard owns and every operation on it: the deny-list file's
+/// entries, the runtime entries, and the kernel rules that must match them.
+/// Not thread-safe by design: only the reconcile loop calls it, one request
+/// or verify at a time, so no two reconciles ever interleave.
+public final class NodeGuardEngine {
+    public let configuration: DaemonConfiguration
+    let reconciler: Reconciler
+    let store: RuntimeStateStore
+    let logger: Logger
+    let startedAt = Date()
+
+    private(set) var configEntries: [BlockEntry] = []
+    private(set) var runtimeEntries: [BlockEntry] = []
+    private(set) var lastVerify: Date?
+    private(set) var lastVerifyDuration: Duration?
+    private(set) var lastApply: Date?
+    private(set) var repairCount = 0
+    private(set) var lastError: String?
+
+    public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger) {
+        self.configuration = configuration
+        self.reconciler = Reconciler(backend: backend)
+        self.store = RuntimeStateStore(directory: configuration.stateDirectory)
+        self.logger = logger
+    }
+
+    /// Loads the file and the runtime state and applies them. Any error stops
+    /// start-up and leaves the kernel's rules exactly as they were.
+    public func start() throws(NodeGuardError) {
+        configEntries = try Self.loadConfig(configuration.configPath)
+        runtimeEntries = try store.load()
+        let changes = try reconciler.apply(effectiveEntries.map(\.entry))
+        lastApply = Date()
+        lastVerify = lastApply
+        for change in changes { logger.info("applied: \(change)") }
+        logger.info("NodeGuard is guarding \(effectiveEntries.count) port(s): \(configEntries.count) from \(configuration.configPath), \(runtimeEntries.count) runtime")
+    }
+
+    public static func loadConfig(_ path: String) throws(NodeGuardError) -> [BlockEntry] {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw NodeGuardError(.ioFailure,
+                "deny-list \(path) does not exist; create it (an empty list is {\"version\": 1, \"blocked\": []}) or pass --config")
+        }
+        return try DenyListCodec.decode(readFile(path), source: path).entries
+    }
+
+    /// The file's entries first; a runtime entry for a port the file also
+    /// lists is shadowed by the file's.
+    public var effectiveEntries: [(entry: BlockEntry, source: EntrySource)] {
+        let fileKeys = Set(configEntries.map(\.key))
+        return configEntries.map { ($0, .config) }
+            + runtimeEntries.filter { !fileKeys.contains($0.key) }.map { ($0, .runtime) }
+    }
+
+    // MARK: the verify loop
+
+    /// Re-reads NodeGuard's chains and repairs any drift at once.
+    public func verify() {
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let changes = try reconciler.apply(effectiveEntries.map(\.entry))
+            lastVerifyDuration = clock.now - start
+            lastVerify = Date()
+            if lastError != nil { logger.info("the tables are healthy again") }
+            lastError = nil
+            guard !changes.isEmpty else { return }
+            repairCount += 1
+            for change in changes { logger.warning("repaired drift: \(change)") }
+        } catch {
+            if lastError != error.message { logger.error("verify failed: \(error.message)") }
+            lastError = error.message
+        }
+    }
+
+    // MARK: requests
+
+    public func handle(_ request: ControlRequest) -> ControlResponse {
+        do {
+            switch request {
+            case .block(let entry): return .success(try block(entry))
+            case .unblock(let key): return .success(try unblock(key))
+            case .reload: return .success(try reload())
+            case .list: return .success(.object(["entries": .array(entryReports(counters: [:]))]))
+            case .status: return .success(status())
+            }
+        } catch {
+            if request.isMutating { logger.error("\(request.command) failed: \(error.message)") }
+            return .failure(error)
+        }
+    }
+
+    func block(_ entry: BlockEntry) throws(NodeGuardError) -> JSONValue {
+        if let existing = configEntries.first(where: { $0.key == entry.key }) {
+            guard Self.sameRules(existing, entry) else {
+                throw NodeGuardError(.conflict,
+                    "\(entry.key) is already blocked by \(configuration.configPath) with other settings; change it there and run `nodeguardctl reload`")
+            }
+            return .object(["port": .string(entry.key.description), "source": .string("config"), "changed": .bool(false)])
+        }
+        var updated = runtimeEntries
+        if let index = updated.firstIndex(where: { $0.key == entry.key }) {
+            if updated[index] == entry {
+                return .object(["port": .string(entry.key.description), "source": .string("runtime"), "changed": .bool(false)])
+            }
+            updated[index] = entry
+        } else {
+            updated.append(entry)
+        }
+        let changes = try commitRuntime(updated)
+        logger.info("blocked \(entry.key)", metadata: [
+            "port": "\(entry.port)", "protocol": "\(entry.transport.rawValue)",
+            "family": "\(entry.family.rawValue)", "reason": "\(entry.reason ?? "")", "action": "block",
+        ])
+        return .object(["port": .string(entry.key.description), "source": .string("runtime"), "changed": .bool(true),
+                        "changes": .array(changes.map { .string($0.description) })])
+    }
+
+    func unblock(_ key: PortKey) throws(NodeGuardError) -> JSONValue {
+        if configEntries.contains(where: { $0.key == key }) {
+            throw NodeGuardError(.configEntry,
+                "\(key) is blocked by the deny-list file \(configuration.configPath); remove it there and run `nodeguardctl reload`")
+        }
+        guard runtimeEntries.contains(where: { $0.key == key }) else {
+            throw NodeGuardError(.notFound, "\(key) is not blocked")
+        }
+        let changes = try commitRuntime(runtimeEntries.filter { $0.key != key })
+        logger.info("unblocked \(key)", metadata: ["port": "\(key.port)", "protocol": "\(key.transport.rawValue)", "action": "unblock"])
+        return .object(["port": .string(key.description), "changed": .bool(true),
+                        "changes": .array(changes.map { .string($0.description) })])
+    }
+
+    /// State file first, then the kernel: a crash in between leaves the port
+    /// blocked after restart rather than open. If the kernel refuses, the old
+    /// state file and rules are put back, so what is reported is what holds.
+    private func commitRuntime(_ updated: [BlockEntry]) throws(NodeGuardError) -> [TableChange] {
+        let previous = runtimeEntries
+        try store.save(updated)
+        runtimeEntries = updated
+        do {
+            let changes = try reconciler.apply(effectiveEntries.map(\.entry))
+            lastApply = Date()
+            return changes
+        } catch {
+            runtimeEntries = previous
+            do {
+                try store.save(previous)
+                try reconciler.apply(effectiveEntries.map(\.entry))
+            } catch let rollback {
+                logger.critical("could not roll back after a failed change: \(rollback.message)")
+            }
+            throw error
+        }
+    }
+
+    /// Re-reads the deny-list file. A bad file keeps the last good list.
+    public func reload() throws(NodeGuardError) -> JSONValue {
+        let entries: [BlockEntry]
+        do {
+            entries = try Self.loadConfig(configuration.configPath)
+        } catch {
+            logger.error("reload refused, keeping the last good deny-list: \(error.message)")
+            throw error
+        }
+        let previous = configEntries
+        configEntries = entries
+        do {
+            let changes = try reconciler.apply(effectiveEntries.map(\.entry))
+            lastApply = Date()
+            for change in changes { logger.info("applied: \(change)") }
+            logger.info("reloaded \(configuration.configPath): \(entries.count) entries")
+            return .object(["entries": .integer(entries.count), "changes": .array(changes.map { .string($0.description) })])
+        } catch {
+            configEntries = previous
+            throw error
+        }
+    }
+
+    static func sameRules(_ a: BlockEntry, _ b: BlockEntry) -> Bool {
+        a.key == b.key && a.family == b.family && Set(a.allowFrom) == Set(b.allowFrom)
+    }
+
+    // MARK: reports
+
+    func entryReports(counters: [PortKey: DropCounters]) -> [JSONValue] {
+        effectiveEntries.map { entry, source in
+            guard case .object(var fields) = DenyListCodec.encodeEntry(entry) else { return .null }
+            fields["source"] = .string(source.rawValue)
+            if let counter = counters[entry.key] {
+                fields["dropped"] = .object(["packets": .integer(counter.packets), "bytes": .integer(counter.bytes)])
+            }
+            return .object(fields)
+        }
+    }
+
+    func status() -> JSONValue {
+        var counters: [PortKey: DropCounters] = [:]
+        var hooks: [String: JSONValue] = [:]
+        var hooksFirst = true
+        var readError: String?
+        do {
+            for inspection in try reconciler.inspect() {
+                for (key, value) in inspection.dropCounters { counters[key, default: DropCounters()] = counters[key, default: DropCounters()] + value }
+                hooks[inspection.family.rawValue] = .object(inspection.hookFirst.mapValues { .bool($0) })
+                hooksFirst = hooksFirst && inspection.hookFirst.values.allSatisfy { $0 }
+            }
+            if hooks.count < reconciler.families.count { hooksFirst = false }
+        } catch {
+            readError = error.message
+            hooksFirst = false
+        }
+        let iso = ISO8601DateFormatter()
+        var fields: [String: JSONValue] = [
+            "healthy": .bool(lastError == nil && readError == nil && hooksFirst),
+            "pid": .integer(ProcessInfo.processInfo.processIdentifier),
+            "startedAt": .string(iso.string(from: startedAt)),
+            "configPath": .string(configuration.configPath),
+            "stateDirectory": .string(configuration.stateDirectory),
+            "verifyIntervalMs": .integer(configuration.verifyInterval.components.seconds * 1000
+                                         + configuration.verifyInterval.components.attoseconds / 1_000_000_000_000_000),
+            "entries": .array(entryReports(counters: counters)),
+            "hooks": .object(hooks),
+            "hooksFirst": .bool(hooksFirst),
+            "repairs": .integer(repairCount),
+            "commits": .integer(reconciler.commitCount),
+            "families": .array(reconciler.families.map { .string($0.rawValue) }),
+        ]
+        if let lastVerify { fields["lastVerify"] = .string(iso.string(from: lastVerify)) }
+        if let lastApply { fields["lastApply"] = .string(iso.string(from: lastApply)) }
+        if let lastVerifyDuration {
+            fields["lastVerifyMicroseconds"] = .integer(lastVerifyDuration.components.seconds * 1_000_000
+                                                        + lastVerifyDuration.components.attoseconds / 1_000_000_000_000)
+        }
+        if let error = lastError ?? readError { fields["lastError"] = .string(error) }
+        return .object(fields)
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The one serial loop that owns NodeGuard's state.
+///
+/// It runs on a thread of its own, not on Swift's cooperative pool, because
+/// every step blocks: waiting for /run/xtables.lock, libiptc calls, fsync.
+/// Requests from the control socket and SIGHUP are queued here and handled
+/// one at a time between verify passes, so no two reconciles ever interleave.
+public final class ReconcileLoop: Service, @unchecked Sendable {
+    // `engine` is touched only on the loop thread (and by the caller before
+    // `run()` starts it). Everything else below is guarded by `condition`.
+    private let engine: NodeGuardEngine
+    private let verifyInterval: Duration
+    private let condition = NSCondition()
+    private var queue: [@Sendable (NodeGuardEngine) -> Void] = []
+    private var stopping = false
+
+    public init(engine: NodeGuardEngine) {
+        self.engine = engine
+        self.verifyInterval = engine.configuration.verifyInterval
+    }
+
+    /// Queues a request for the loop and waits for its answer.
+    public func submit(_ request: ControlRequest) async -> ControlResponse {
+        await withCheckedContinuation { (continuation: CheckedContinuation<ControlResponse, Never>) in
+            let accepted = enqueue { engine in continuation.resume(returning: engine.handle(request)) }
+            if !accepted {
+                continuation.resume(returning: .failure(NodeGuardError(.shuttingDown, "nodeguardd is shutting down; retry when it is back")))
+            }
+        }
+    }
+
+    private func enqueue(_ job: @escaping @Sendable (NodeGuardEngine) -> Void) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { return false }
+        queue.append(job)
+        condition.signal()
+        return true
+    }
+
+    public func run() async throws {
+        let finished = AsyncStream<Void>.makeStream()
+        let thread = Thread { [self] in
+            loop()
+            finished.continuation.finish()
+        }
+        thread.name = "nodeguard-reconcile"
+        thread.start()
+        // Runs until SIGTERM/SIGINT (graceful shutdown) or cancellation.
+        try? await gracefulShutdown()
+        stop()
+        for await _ in finished.stream {}
+    }
+
+    private func stop() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func loop() {
+        let clock = ContinuousClock()
+        var nextVerify = clock.now + verifyInterval
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping && clock.now < nextVerify {
+                let remaining = nextVerify - clock.now
+                let seconds = Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18
+                _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.0005, seconds)))
+            }
+            if stopping {
+                let abandoned = queue
+                queue.removeAll()
+                condition.unlock()
+                // Answer whatever is still queued so no client hangs.
+                for job in abandoned { job(engine) }
+                return
+            }
+            let jobs = queue
+            queue.removeAll()
+            condition.unlock()
+
+            for job in jobs { job(engine) }
+            if clock.now >= nextVerify {
+                engine.verify()
+                nextVerify = clock.now + verifyInterval
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+
+/// Applies a deny-list to the IPv4 and IPv6 mangle tables through a backend:
+/// plan, read, change only what differs, commit once per table.
+/// Not thread-safe: the reconcile loop owns it.
+public final class Reconciler {
+    public let backend: any NetfilterBackend
+    public let families: [AddressFamily]
+    /// How many commits this process made (a no-op apply makes none).
+    public private(set) var commitCount = 0
+
+    public init(backend: any NetfilterBackend, families: [AddressFamily] = Reconciler.availableFamilies()) {
+        self.backend = backend
+        self.families = families
+    }
+
+    /// IPv6 is skipped only where the kernel has no IPv6 stack at all (then
+    /// there is no IPv6 traffic to block either).
+    public static func availableFamilies() -> [AddressFamily] {
+        FileManager.default.fileExists(atPath: "/proc/net/if_inet6") ? [.ipv4, .ipv6] : [.ipv4]
+    }
+
+    /// Makes the kernel match `entries`; returns what it had to change.
+    @discardableResult
+    public func apply(_ entries: [BlockEntry]) throws(NodeGuardError) -> [TableChange] {
+        var changes: [TableChange] = []
+        for family in families {
+            let plan = RulePlanner.plan(entries, family: family)
+            let (found, committed) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
+                try TableReconciler.reconcile(table, to: plan)
+            }
+            if committed { commitCount += 1 }
+            changes += found
+        }
+        return changes
+    }
+
+    /// Removes every NodeGuard rule and chain, without creating a table that is not there.
+    @discardableResult
+    public func removeAll() throws(NodeGuardError) -> [TableChange] {
+        var changes: [TableChange] = []
+        for family in families where backend.mangleTableExists(family) {
+            let (found, committed) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
+                try TableReconciler.removeAll(table)
+            }
+            if committed { commitCount += 1 }
+            changes += found
+        }
+        return changes
+    }
+
+    public func inspect() throws(NodeGuardError) -> [TableInspection] {
+        var result: [TableInspection] = []
+        for family in families where backend.mangleTableExists(family) {
+            let (inspection, _) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
+                try TableReconciler.inspect(table)
+            }
+            result.append(inspection)
+        }
+        return result
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The runtime entries (`nodeguardctl block`), persisted in the state
+/// directory in the deny-list format so an operator can read them.
+public struct RuntimeStateStore: Sendable {
+    public let directory: String
+    public var path: String { directory + "/runtime.json" }
+
+    public init(directory: String) { self.directory = directory }
+
+    /// A missing file is an empty list. A corrupt one is an error that names
+    /// it; the file is left exactly as it is for inspection.
+    public func load() throws(NodeGuardError) -> [BlockEntry] {
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        let bytes = try readFile(path)
+        do {
+            return try DenyListCodec.decode(bytes, source: path).entries
+        } catch {
+            throw NodeGuardError(.invalidDenyList,
+                "runtime state is corrupt (left untouched for inspection; move it aside to start without runtime blocks): \(error.message)")
+        }
+    }
+
+    /// Writes durably: a temporary file in the same directory, fsync, rename
+    /// over the old one, fsync the directory. A crash leaves the old or the new file.
+    public func save(_ entries: [BlockEntry]) throws(NodeGuardError) {
+        try makeDirectory(directory)
+        let text = DenyListCodec.encode(DenyList(entries: entries))
+        try writeDurably(Array(text.utf8), to: path)
+    }
+}
+
+func readFile(_ path: String) throws(NodeGuardError) -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw ioError("cannot read \(path)") }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &chunk, chunk.count)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw ioError("cannot read \(path)")
+        }
+        if n == 0 { return bytes }
+        bytes += chunk[0..<n]
+        if bytes.count > 16 << 20 {
+            throw NodeGuardError(.invalidDenyList, "\(path) is larger than 16 MiB; that is not a deny-list")
+        }
+    }
+}
+
+func makeDirectory(_ path: String) throws(NodeGuardError) {
+    do {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o750])
+    } catch {
+        throw NodeGuardError(.ioFailure, "cannot create directory \(path): \(error.localizedDescription)")
+    }
+}
+
+func writeDurably(_ bytes: [UInt8], to path: String) throws(NodeGuardError) {
+    let directory = (path as NSString).deletingLastPathComponent
+    let temporary = "\(path).tmp.\(getpid())"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+    guard fd >= 0 else { throw ioError("cannot write \(temporary)") }
+    var written = 0
+    while written < bytes.count {
+        let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            let error = ioError("cannot write \(temporary)")
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        written += n
+    }
+    if fsync(fd) != 0 {
+        let error = ioError("cannot sync \(temporary)")
+        close(fd)
+        unlink(temporary)
+        throw error
+    }
+    close(fd)
+    if rename(temporary, path) != 0 {
+        let error = ioError("cannot replace \(path)")
+        unlink(temporary)
+        throw error
+    }
+    let dirfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dirfd >= 0 {
+        defer { close(dirfd) }
+        if fsync(dirfd) != 0 { throw ioError("cannot sync directory \(directory)") }
+    }
+}
+
+func ioError(_ action: String) -> NodeGuardError {
+    NodeGuardError(.ioFailure, "\(action): \(String(cString: strerror(errno)))")
+}

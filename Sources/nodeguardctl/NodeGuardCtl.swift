@@ -1,0 +1,241 @@
+import ArgumentParser
+import Foundation
+import NodeGuardCore
+
+/// Exit codes: 0 success, 1 the request failed, 2 usage error, 3 daemon not reachable.
+enum CtlExit {
+    static let failed: Int32 = 1
+    static let usage: Int32 = 2
+    static let unreachable: Int32 = 3
+}
+
+@main
+struct NodeGuardCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nodeguardctl",
+        abstract: "Control nodeguardd: block and unblock NodePorts before kube-proxy's DNAT.",
+        discussion: """
+        Exit codes: 0 success, 1 the request failed (message on stderr), 2 usage error, \
+        3 nodeguardd not reachable.
+        """,
+        subcommands: [Block.self, Unblock.self, List.self, Status.self, Reload.self, Validate.self]
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as NodeGuardError {
+            FileHandle.standardError.write(Data("nodeguardctl: \(error.message)\n".utf8))
+            Foundation.exit(error.code == .daemonUnreachable ? CtlExit.unreachable : CtlExit.failed)
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            // Argument errors: ArgumentParser prints them; NodeGuard's contract says exit 2.
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                print(message)
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            Foundation.exit(CtlExit.usage)
+        }
+    }
+}
+
+struct SocketOption: ParsableArguments {
+    @Option(name: .long, help: "nodeguardd's control socket.")
+    var socket = ControlProtocol.defaultSocketPath
+
+    /// Sends the request; a failure answer becomes a thrown error (exit 1).
+    func send(_ request: ControlRequest) throws -> JSONValue {
+        switch try ControlClient(socketPath: socket).send(request) {
+        case .success(let result): return result
+        case .failure(let error): throw error
+        }
+    }
+}
+
+func parsePortKey(_ text: String) throws -> PortKey {
+    do { return try PortKey(parsing: text) } catch { throw ValidationError(error.message) }
+}
+
+extension NodeGuardCtl {
+    struct Block: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Block a NodePort now and keep it blocked across restarts.",
+            discussion: "Examples:\n  nodeguardctl block 31002\n  nodeguardctl block 31900/udp --family ipv4 --reason 'SEC-1234'\n  nodeguardctl block 32000 --allow-from 198.18.0.0/24 --allow-from 2001:db8:1::/64")
+
+        @OptionGroup var socket: SocketOption
+
+        @Argument(help: "PORT or PORT/PROTOCOL (tcp, udp, sctp; default tcp).")
+        var port: String
+
+        @Option(help: "ipv4, ipv6 or both.")
+        var family = "both"
+
+        @Option(help: "Why the port is blocked (at most 256 bytes); shown in the rule's comment.")
+        var reason: String?
+
+        @Option(name: .customLong("allow-from"), help: "A source CIDR that stays allowed (repeatable).")
+        var allowFrom: [String] = []
+
+        @Flag(help: "Print the daemon's answer as JSON.")
+        var json = false
+
+        func entry() throws -> BlockEntry {
+            let key = try parsePortKey(port)
+            guard let selection = FamilySelection(rawValue: family) else {
+                throw ValidationError("--family '\(family)' is not ipv4, ipv6 or both")
+            }
+            if let reason {
+                if reason.utf8.count > BlockEntry.maximumReasonBytes {
+                    throw ValidationError("--reason is \(reason.utf8.count) bytes; at most \(BlockEntry.maximumReasonBytes)")
+                }
+                if reason.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+                    throw ValidationError("--reason contains a control character")
+                }
+            }
+            var cidrs: [CIDR] = []
+            for text in allowFrom {
+                do { cidrs.append(try CIDR(parsing: text)) } catch {
+                    throw ValidationError("--allow-from: \(error.message)")
+                }
+            }
+            return BlockEntry(port: key.port, transport: key.transport, family: selection, reason: reason, allowFrom: cidrs)
+        }
+
+        func validate() throws { _ = try entry() }
+
+        func run() throws {
+            let entry = try entry()
+            let result = try socket.send(.block(entry))
+            if json { return print(JSON.serialize(result, pretty: true)) }
+            if result["changed"]?.boolValue == false {
+                print("\(entry.key) was already blocked (\(result["source"]?.stringValue ?? "runtime"))")
+            } else {
+                print("blocked \(entry.key)")
+            }
+        }
+    }
+
+    struct Unblock: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a runtime block (ports from the deny-list file are changed in the file).")
+
+        @OptionGroup var socket: SocketOption
+
+        @Argument(help: "PORT or PORT/PROTOCOL (default tcp).")
+        var port: String
+
+        @Flag(help: "Print the daemon's answer as JSON.")
+        var json = false
+
+        func validate() throws { _ = try parsePortKey(port) }
+
+        func run() throws {
+            let key = try parsePortKey(port)
+            let result = try socket.send(.unblock(key))
+            if json { return print(JSON.serialize(result, pretty: true)) }
+            print("unblocked \(key)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the blocked ports and where each comes from.")
+
+        @OptionGroup var socket: SocketOption
+
+        @Flag(help: "Print JSON for scripts.")
+        var json = false
+
+        func run() throws {
+            let result = try socket.send(.list)
+            if json { return print(JSON.serialize(result, pretty: true)) }
+            printEntries(result["entries"]?.arrayValue ?? [], withCounters: false)
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the daemon's health, its hooks, verify and repair figures, and drop counters.")
+
+        @OptionGroup var socket: SocketOption
+
+        @Flag(help: "Print JSON for scripts.")
+        var json = false
+
+        func run() throws {
+            let status = try socket.send(.status)
+            if json { return print(JSON.serialize(status, pretty: true)) }
+            let healthy = status["healthy"]?.boolValue == true
+            print("nodeguardd:  \(healthy ? "healthy" : "UNHEALTHY") (pid \(text(status["pid"])), started \(text(status["startedAt"])))")
+            print("config:      \(text(status["configPath"]))")
+            let families = (status["families"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
+            let first = status["hooksFirst"]?.boolValue == true
+            print("hooks:       \(first ? "first" : "NOT first") in mangle PREROUTING and OUTPUT (\(families))")
+            print("last verify: \(text(status["lastVerify"])) (\(text(status["lastVerifyMicroseconds"])) µs), every \(text(status["verifyIntervalMs"])) ms")
+            print("repairs:     \(text(status["repairs"])), commits: \(text(status["commits"]))")
+            if let error = status["lastError"]?.stringValue { print("last error:  \(error)") }
+            print("")
+            printEntries(status["entries"]?.arrayValue ?? [], withCounters: true)
+            if !healthy { throw ExitCode(CtlExit.failed) }
+        }
+    }
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-read the deny-list file; a bad file keeps the last good list and prints why.")
+
+        @OptionGroup var socket: SocketOption
+
+        func run() throws {
+            let result = try socket.send(.reload)
+            print("reloaded: \(text(result["entries"])) entries from the deny-list file")
+        }
+    }
+
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a deny-list file offline (no daemon needed): exit 0 if valid, 1 with every problem if not.")
+
+        @Argument(help: "The deny-list file.")
+        var file: String
+
+        func run() throws {
+            let entries = try NodeGuardEngine.loadConfig(file)
+            print("\(file): valid, \(entries.count) entr\(entries.count == 1 ? "y" : "ies")")
+        }
+    }
+}
+
+func text(_ value: JSONValue?) -> String {
+    switch value {
+    case .string(let s)?: s
+    case .number(let n)?: n
+    case .bool(let b)?: b ? "yes" : "no"
+    default: "-"
+    }
+}
+
+func printEntries(_ entries: [JSONValue], withCounters: Bool) {
+    if entries.isEmpty { return print("no ports are blocked") }
+    var rows = [["PORT", "FAMILY", "SOURCE", withCounters ? "DROPPED" : "ALLOW FROM", "REASON"]]
+    for entry in entries {
+        let key = "\(text(entry["port"]))/\(text(entry["protocol"]))"
+        let fourth: String
+        if withCounters {
+            fourth = "\(text(entry["dropped"]?["packets"])) pkts, \(text(entry["dropped"]?["bytes"])) bytes"
+        } else {
+            let allowed = (entry["allowFrom"]?.arrayValue ?? []).compactMap(\.stringValue)
+            fourth = allowed.isEmpty ? "-" : allowed.joined(separator: ",")
+        }
+        rows.append([key, text(entry["family"]), text(entry["source"]), fourth, entry["reason"]?.stringValue ?? "-"])
+    }
+    let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    for row in rows {
+        let padded = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+        print((padded + [row[4]]).joined(separator: "  "))
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NodeGuardCore
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct NodeGuardDaemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nodeguardd",
+        abstract: "Keeps blocked Kubernetes NodePorts closed before kube-proxy's DNAT.",
+        discussion: """
+        Reads a JSON deny-list, keeps NodeGuard's chains hooked first in mangle PREROUTING and \
+        OUTPUT (IPv4 and IPv6, legacy xtables), repairs any drift within one verify interval, and \
+        serves nodeguardctl on a Unix socket. SIGHUP reloads the deny-list; SIGTERM/SIGINT exit and \
+        leave the rules in place, so a stopped daemon never re-opens a port.
+        """
+    )
+
+    @Option(help: "The deny-list file.")
+    var config = "/etc/nodeguard/denylist.json"
+
+    @Option(help: "Where runtime blocks are persisted.")
+    var stateDir = "/var/lib/nodeguard"
+
+    @Option(help: "The control socket's path.")
+    var socket = ControlProtocol.defaultSocketPath
+
+    @Option(help: "How often to re-read NodeGuard's chains and repair drift (e.g. 500ms, 1s).")
+    var verifyInterval = "1s"
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    @Flag(help: "Remove every NodeGuard chain and jump (IPv4 and IPv6) and exit; for uninstalling.")
+    var removeRules = false
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        do { _ = try Duration(parsing: verifyInterval) } catch {
+            throw ValidationError("--verify-interval: \(error.message)")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "nodeguardd")
+        let backend = LibIPTCBackend()
+
+        if removeRules {
+            do {
+                let changes = try Reconciler(backend: backend).removeAll()
+                for change in changes { logger.info("removed: \(change)") }
+                logger.info(changes.isEmpty ? "no NodeGuard rules were present" : "every NodeGuard rule and chain is removed")
+            } catch {
+                logger.error("\(error.message)")
+                throw ExitCode.failure
+            }
+            return
+        }
+
+        let settings = DaemonConfiguration(
+            configPath: config, stateDirectory: stateDir, socketPath: socket,
+            verifyInterval: try Duration(parsing: verifyInterval))
+        let engine = NodeGuardEngine(configuration: settings, backend: backend, logger: logger)
+        let loop = ReconcileLoop(engine: engine)
+        let server: ControlServer
+        do {
+            // Apply before serving: a bad file stops here and the kernel keeps its rules.
+            try engine.start()
+            server = try ControlServer(path: socket, logger: logger) { request in
+                await loop.submit(request)
+            }
+        } catch {
+            logger.critical("cannot start: \(error.message)")
+            throw ExitCode.failure
+        }
+
+        let reloadOnHangup = ReloadOnHangup(loop: loop, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: loop),
+                .init(service: server),
+                .init(service: reloadOnHangup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        logger.info("serving nodeguardctl on \(socket)")
+        try await group.run()
+        logger.info("stopped; NodeGuard's rules stay in the kernel")
+    }
+}
+
+/// SIGHUP re-reads the deny-list through the reconcile loop, like `nodeguardctl reload`.
+struct ReloadOnHangup: Service {
+    let loop: ReconcileLoop
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            logger.info("SIGHUP: reloading the deny-list")
+            if case .failure(let error) = await loop.submit(.reload) {
+                logger.error("SIGHUP reload failed, keeping the last good list: \(error.message)")
+            }
+        }
+    }
+}
