@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["NodeGuardCore"],
-            resources: [.copy("Fixtures")]
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,349 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The result of running a command.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var succeeded: Bool { status == 0 }
+}
+
+/// Runs a command to completion, capturing its output.
+@discardableResult
+func runCommand(_ arguments: [String], input: String? = nil, environment: [String: String]? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    if let environment {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    let inputPipe = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
+    try process.run()
+    if let input {
+        inputPipe.fileHandleForWriting.write(Data(input.utf8))
+        try inputPipe.fileHandleForWriting.close()
+    }
+    // Read both pipes before waiting, or a chatty child blocks on a full pipe.
+    let errData = LockedData()
+    let errReader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+    errReader.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    while !errData.isSet { usleep(1000) }
+    return CommandResult(status: process.terminationStatus,
+                         stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData.value, as: UTF8.self))
+}
+
+final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data: Data?
+    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return data != nil }
+    var value: Data { lock.lock(); defer { lock.unlock() }; return data ?? Data() }
+}
+
+/// Where the built binaries and the fixture scripts are.
+enum TestPaths {
+    static let fixtures = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    /// The folder of the test bundle holds the package's executables too.
+    static var binaries: URL {
+        if let override = ProcessInfo.processInfo.environment["NODEGUARD_BIN_DIR"] {
+            return URL(fileURLWithPath: override)
+        }
+        var url = Bundle.main.bundleURL
+        while url.path != "/" {
+            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("nodeguardd").path) { return url }
+            url = url.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }
+
+    static var nodeguardd: String { binaries.appendingPathComponent("nodeguardd").path }
+    static var nodeguardctl: String { binaries.appendingPathComponent("nodeguardctl").path }
+}
+
+/// Which iptables backend the node's kube-proxy-shaped nat table uses.
+enum NatBackend {
+    case legacy, nft
+    var restore: String { self == .legacy ? "iptables-legacy-restore" : "iptables-nft-restore" }
+    var restore6: String { self == .legacy ? "ip6tables-legacy-restore" : "ip6tables-nft-restore" }
+}
+
+/// A Kubernetes node in network namespaces (NETFILTER.md):
+///
+///     client (198.18.0.2, 2001:db8:18::2) -- node (198.18.0.1 | 198.19.0.1) -- pod (198.19.0.2, 2001:db8:19::2)
+///
+/// The node's nat table is shaped like kube-proxy's: NodePort 31002/tcp ->
+/// pod:8200 (vault/vault-ui), 31003/tcp -> pod:8300 (web/frontend),
+/// 31900/udp -> pod:5300 (dns/resolver). The pod also listens on 31002/tcp
+/// itself, for the "routed pod traffic still flows" check.
+final class TestNode {
+    static let nodeIPv4 = "198.18.0.1", nodeIPv6 = "2001:db8:18::1"
+    static let podIPv4 = "198.19.0.2", podIPv6 = "2001:db8:19::2"
+
+    let id: String
+    var node: String { "\(id)-node" }
+    var pod: String { "\(id)-pod" }
+    var client: String { "\(id)-cli" }
+    let directory: URL
+    var configPath: String { directory.appendingPathComponent("denylist.json").path }
+    var stateDirectory: String { directory.appendingPathComponent("state").path }
+    var socketPath: String { directory.appendingPathComponent("nodeguard.sock").path }
+    var logPath: String { directory.appendingPathComponent("nodeguardd.log").path }
+
+    private var namespaces: [String] = []
+    private var processes: [Process] = []
+    private(set) var daemon: Process?
+
+    init() throws {
+        // Unique per run and per test, short enough for interface names (15 bytes).
+        id = "ngt" + String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("nodeguard-\(id)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    /// Builds the namespaces, links, routes, nat table and pod servers.
+    func setUp(nat: NatBackend = .legacy) throws {
+        for name in [node, pod, client] {
+            try sh("ip netns add \(name)")
+            namespaces.append(name)
+            try sh("ip -n \(name) link set lo up")
+        }
+        let cveth = "\(id)c", pveth = "\(id)p"
+        try sh("ip link add \(cveth)0 netns \(node) type veth peer name \(cveth)1 netns \(client)")
+        try sh("ip link add \(pveth)0 netns \(node) type veth peer name \(pveth)1 netns \(pod)")
+        try sh("""
+            ip -n \(node) addr add 198.18.0.1/24 dev \(cveth)0 && ip -n \(node) addr add 2001:db8:18::1/64 dev \(cveth)0 nodad && \
+            ip -n \(node) addr add 198.19.0.1/24 dev \(pveth)0 && ip -n \(node) addr add 2001:db8:19::1/64 dev \(pveth)0 nodad && \
+            ip -n \(node) link set \(cveth)0 up && ip -n \(node) link set \(pveth)0 up && \
+            ip -n \(client) addr add 198.18.0.2/24 dev \(cveth)1 && ip -n \(client) addr add 2001:db8:18::2/64 dev \(cveth)1 nodad && \
+            ip -n \(client) link set \(cveth)1 up && \
+            ip -n \(client) route add default via 198.18.0.1 && ip -n \(client) -6 route add default via 2001:db8:18::1 && \
+            ip -n \(pod) addr add 198.19.0.2/24 dev \(pveth)1 && ip -n \(pod) addr add 2001:db8:19::2/64 dev \(pveth)1 nodad && \
+            ip -n \(pod) link set \(pveth)1 up && \
+            ip -n \(pod) route add default via 198.19.0.1 && ip -n \(pod) -6 route add default via 2001:db8:19::1 && \
+            ip netns exec \(node) sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+            """)
+        try loadKubeProxyNat(nat)
+        try startPodServers()
+    }
+
+    func loadKubeProxyNat(_ backend: NatBackend) throws {
+        let v4 = Self.kubeProxyNat(pod: Self.podIPv4)
+        let v6 = Self.kubeProxyNat(pod: "[\(Self.podIPv6)]")
+        try check(runCommand(["ip", "netns", "exec", node, backend.restore], input: v4), "loading the IPv4 nat table")
+        try check(runCommand(["ip", "netns", "exec", node, backend.restore6], input: v6), "loading the IPv6 nat table")
+    }
+
+    /// The nat table kube-proxy (iptables mode) writes for three NodePorts.
+    static func kubeProxyNat(pod: String) -> String {
+        let services: [(chain: String, comment: String, proto: String, nodePort: Int, podPort: Int)] = [
+            ("VAULT", "vault/vault-ui:http", "tcp", 31002, 8200),
+            ("WEB", "web/frontend:http", "tcp", 31003, 8300),
+            ("DNS", "dns/resolver:dns", "udp", 31900, 5300),
+        ]
+        var lines = [
+            "*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]",
+            ":KUBE-SERVICES - [0:0]", ":KUBE-NODEPORTS - [0:0]", ":KUBE-POSTROUTING - [0:0]", ":KUBE-MARK-MASQ - [0:0]",
+            ":KUBE-PROXY-CANARY - [0:0]",
+        ]
+        for s in services {
+            lines += [":KUBE-EXT-\(s.chain) - [0:0]", ":KUBE-SVC-\(s.chain) - [0:0]", ":KUBE-SEP-\(s.chain) - [0:0]"]
+        }
+        lines += [
+            "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+            "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+            "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
+            "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+            "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+            "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
+            "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE",
+        ]
+        for s in services {
+            lines += [
+                "-A KUBE-NODEPORTS -p \(s.proto) -m comment --comment \"\(s.comment)\" -m \(s.proto) --dport \(s.nodePort) -j KUBE-EXT-\(s.chain)",
+                "-A KUBE-EXT-\(s.chain) -m comment --comment \"masquerade traffic for \(s.comment) external destinations\" -j KUBE-MARK-MASQ",
+                "-A KUBE-EXT-\(s.chain) -j KUBE-SVC-\(s.chain)",
+                "-A KUBE-SVC-\(s.chain) -m comment --comment \"\(s.comment) -> \(pod):\(s.podPort)\" -j KUBE-SEP-\(s.chain)",
+                "-A KUBE-SEP-\(s.chain) -p \(s.proto) -m comment --comment \"\(s.comment)\" -m \(s.proto) -j DNAT --to-destination \(pod):\(s.podPort)",
+            ]
+        }
+        lines += [
+            "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+            "COMMIT", "",
+        ]
+        return lines.joined(separator: "\n")
+    }
+
+    private func startPodServers() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", pod, "python3", TestPaths.fixtures.appendingPathComponent("servers.py").path,
+                             "pod", "tcp:8200", "tcp:8300", "tcp:31002", "udp:5300"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        processes.append(process)
+        let line = out.fileHandleForReading.availableData
+        guard String(decoding: line, as: UTF8.self).contains("ready") else {
+            throw TestNodeError("the pod's servers did not start")
+        }
+    }
+
+    // MARK: probes
+
+    enum Origin { case client, node }
+
+    /// Whether a request from `origin` to HOST:PORT gets an answer.
+    func answers(_ proto: String = "tcp", _ host: String, _ port: Int, from origin: Origin = .client,
+                 sourcePort: Int? = nil, timeout: Double = 1.0) throws -> Bool {
+        var args = ["ip", "netns", "exec", origin == .client ? client : node, "python3",
+                    TestPaths.fixtures.appendingPathComponent("probe.py").path, proto, host, String(port),
+                    "--timeout", String(timeout)]
+        if let sourcePort { args += ["--source-port", String(sourcePort)] }
+        return try runCommand(args).succeeded
+    }
+
+    // MARK: NodeGuard
+
+    func writeDenyList(_ json: String) throws {
+        try json.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts nodeguardd in the node namespace and waits until it answers.
+    func startDaemon(extraArguments: [String] = ["--verify-interval", "100ms"]) throws {
+        if !FileManager.default.fileExists(atPath: configPath) {
+            try writeDenyList(#"{"version": 1, "blocked": []}"#)
+        }
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", node, TestPaths.nodeguardd, "--config", configPath,
+                             "--state-dir", stateDirectory, "--socket", socketPath, "--log-level", "debug"] + extraArguments
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        processes.append(process)
+        daemon = process
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if !process.isRunning { throw TestNodeError("nodeguardd exited with \(process.terminationStatus):\n\(daemonLog)") }
+            if try ctl("status", "--json").succeeded { return }
+            usleep(50_000)
+        }
+        throw TestNodeError("nodeguardd did not answer within 15 s:\n\(daemonLog)")
+    }
+
+    func signalDaemon(_ signal: Int32) {
+        guard let daemon, daemon.isRunning else { return }
+        // `ip netns exec` execs the daemon, so the pid is the daemon's own.
+        kill(daemon.processIdentifier, signal)
+    }
+
+    func stopDaemon(_ signal: Int32 = SIGTERM) {
+        guard let daemon else { return }
+        signalDaemon(signal)
+        daemon.waitUntilExit()
+        self.daemon = nil
+    }
+
+    var daemonLog: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    @discardableResult
+    func ctl(_ arguments: String...) throws -> CommandResult {
+        try ctl(arguments)
+    }
+
+    @discardableResult
+    func ctl(_ arguments: [String]) throws -> CommandResult {
+        guard let sub = arguments.first else { return try runCommand([TestPaths.nodeguardctl]) }
+        let withSocket = sub == "validate" ? arguments : [sub, "--socket", socketPath] + arguments.dropFirst()
+        return try runCommand([TestPaths.nodeguardctl] + withSocket)
+    }
+
+    func status() throws -> [String: Any] {
+        let result = try ctl("status", "--json")
+        guard let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] else {
+            throw TestNodeError("status --json printed no object: \(result.stdout) \(result.stderr)")
+        }
+        return object
+    }
+
+    /// `iptables-legacy-save -t mangle` (or ip6tables) in the node: the kernel's own read-back.
+    func mangleRules(ipv6: Bool = false) throws -> [String] {
+        let tool = ipv6 ? "ip6tables-legacy-save" : "iptables-legacy-save"
+        let result = try runCommand(["ip", "netns", "exec", node, tool, "-t", "mangle"])
+        try check(result, tool)
+        return result.stdout.split(separator: "\n").map(String.init).filter { $0.hasPrefix("-A ") }
+    }
+
+    /// Runs a shell command in the node namespace.
+    @discardableResult
+    func inNode(_ command: String) throws -> CommandResult {
+        try runCommand(["ip", "netns", "exec", node, "sh", "-c", command])
+    }
+
+    /// Waits until `condition` holds, up to `timeout` seconds.
+    func eventually(_ timeout: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            if try condition() { return true }
+            usleep(20_000)
+        } while Date() < deadline
+        return false
+    }
+
+    /// Removes everything this node made, whatever state the test left it in.
+    func tearDown() {
+        for process in processes where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        for name in namespaces { _ = try? runCommand(["ip", "netns", "del", name]) }
+        namespaces.removeAll()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func sh(_ command: String) throws {
+        try check(runCommand(["sh", "-c", command]), command)
+    }
+
+    private func check(_ result: CommandResult, _ what: String) throws {
+        guard result.succeeded else { throw TestNodeError("\(what) failed (\(result.status)): \(result.stderr)") }
+    }
+}
+
+struct TestNodeError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Base class: skips without root, builds a fresh node per test and always removes it.
+class NodeTestCase: XCTestCase {
+    var node: TestNode!
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(getuid() == 0, "integration tests need root (network namespaces, netfilter); run them with sudo or in CI")
+        node = try TestNode()
+        addTeardownBlock { [node] in node?.tearDown() }
+    }
+
+    func setUpNode(nat: NatBackend = .legacy) throws {
+        try node.setUp(nat: nat)
+    }
+}
