@@ -141,50 +141,11 @@ final class TestNode {
     }
 
     func loadKubeProxyNat(_ backend: NatBackend) throws {
-        let v4 = Self.kubeProxyNat(pod: Self.podIPv4)
-        let v6 = Self.kubeProxyNat(pod: "[\(Self.podIPv6)]")
+        let template = try String(contentsOf: TestPaths.fixtures.appendingPathComponent("kube-proxy-nat.rules"), encoding: .utf8)
+        let v4 = template.replacingOccurrences(of: "@POD@", with: Self.podIPv4)
+        let v6 = template.replacingOccurrences(of: "@POD@", with: "[\(Self.podIPv6)]")
         try check(runCommand(["ip", "netns", "exec", node, backend.restore], input: v4), "loading the IPv4 nat table")
         try check(runCommand(["ip", "netns", "exec", node, backend.restore6], input: v6), "loading the IPv6 nat table")
-    }
-
-    /// The nat table kube-proxy (iptables mode) writes for three NodePorts.
-    static func kubeProxyNat(pod: String) -> String {
-        let services: [(chain: String, comment: String, proto: String, nodePort: Int, podPort: Int)] = [
-            ("VAULT", "vault/vault-ui:http", "tcp", 31002, 8200),
-            ("WEB", "web/frontend:http", "tcp", 31003, 8300),
-            ("DNS", "dns/resolver:dns", "udp", 31900, 5300),
-        ]
-        var lines = [
-            "*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]",
-            ":KUBE-SERVICES - [0:0]", ":KUBE-NODEPORTS - [0:0]", ":KUBE-POSTROUTING - [0:0]", ":KUBE-MARK-MASQ - [0:0]",
-            ":KUBE-PROXY-CANARY - [0:0]",
-        ]
-        for s in services {
-            lines += [":KUBE-EXT-\(s.chain) - [0:0]", ":KUBE-SVC-\(s.chain) - [0:0]", ":KUBE-SEP-\(s.chain) - [0:0]"]
-        }
-        lines += [
-            "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
-            "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
-            "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
-            "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
-            "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
-            "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
-            "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE",
-        ]
-        for s in services {
-            lines += [
-                "-A KUBE-NODEPORTS -p \(s.proto) -m comment --comment \"\(s.comment)\" -m \(s.proto) --dport \(s.nodePort) -j KUBE-EXT-\(s.chain)",
-                "-A KUBE-EXT-\(s.chain) -m comment --comment \"masquerade traffic for \(s.comment) external destinations\" -j KUBE-MARK-MASQ",
-                "-A KUBE-EXT-\(s.chain) -j KUBE-SVC-\(s.chain)",
-                "-A KUBE-SVC-\(s.chain) -m comment --comment \"\(s.comment) -> \(pod):\(s.podPort)\" -j KUBE-SEP-\(s.chain)",
-                "-A KUBE-SEP-\(s.chain) -p \(s.proto) -m comment --comment \"\(s.comment)\" -m \(s.proto) -j DNAT --to-destination \(pod):\(s.podPort)",
-            ]
-        }
-        lines += [
-            "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
-            "COMMIT", "",
-        ]
-        return lines.joined(separator: "\n")
     }
 
     private func startPodServers() throws {
