@@ -142,4 +142,17 @@ final class DaemonLifecycleTests: NodeTestCase {
         XCTAssertEqual(stat(node.socketPath, &info), 0)
         XCTAssertEqual(info.st_mode & 0o777, 0o660)
     }
+
+    /// Without CAP_NET_ADMIN/CAP_NET_RAW the kernel says EPERM; the daemon says what to do.
+    func testMissingCapabilitiesGiveAClearError() throws {
+        try setUpNode()
+        try node.writeDenyList(#"{"version": 1, "blocked": [{"port": 31002}]}"#)
+        let result = try runCommand(["ip", "netns", "exec", node.node, "setpriv", "--bounding-set=-net_admin,-net_raw",
+                                     TestPaths.nodeguardd, "--config", node.configPath, "--state-dir", node.stateDirectory,
+                                     "--socket", node.socketPath])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("permission denied") && result.stderr.contains("CAP_NET_ADMIN"), result.stderr)
+        XCTAssertTrue(try node.mangleRules().isEmpty, "nothing was written")
+        XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+    }
 }

@@ -102,7 +102,7 @@ final class ResilienceTests: NodeTestCase {
         try other.run()
         var blocked: [Int] = []
         var i = 0
-        while other.isRunning || i < 20 {
+        while other.isRunning || i < 60 {
             let port = 30000 + i
             XCTAssertEqual(try node.ctl("block", String(port)).status, 0)
             blocked.append(port)

@@ -8,6 +8,8 @@ public final class Reconciler {
     public let families: [AddressFamily]
     /// How many commits this process made (a no-op apply makes none).
     public private(set) var commitCount = 0
+    /// The verify loop applies the same list again and again: plan it once.
+    private var planned: (entries: [BlockEntry], plans: [AddressFamily: TablePlan])?
 
     public init(backend: any NetfilterBackend, families: [AddressFamily] = Reconciler.availableFamilies()) {
         self.backend = backend
@@ -23,9 +25,12 @@ public final class Reconciler {
     /// Makes the kernel match `entries`; returns what it had to change.
     @discardableResult
     public func apply(_ entries: [BlockEntry]) throws(NodeGuardError) -> [TableChange] {
+        if planned?.entries != entries {
+            planned = (entries, Dictionary(uniqueKeysWithValues: families.map { ($0, RulePlanner.plan(entries, family: $0)) }))
+        }
         var changes: [TableChange] = []
         for family in families {
-            let plan = RulePlanner.plan(entries, family: family)
+            guard let plan = planned?.plans[family] else { continue }
             let (found, committed) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
                 try TableReconciler.reconcile(table, to: plan)
             }
