@@ -89,13 +89,8 @@ extension NodeGuardCtl {
             guard let selection = FamilySelection(rawValue: family) else {
                 throw ValidationError("--family '\(family)' is not ipv4, ipv6 or both")
             }
-            if let reason {
-                if reason.utf8.count > BlockEntry.maximumReasonBytes {
-                    throw ValidationError("--reason is \(reason.utf8.count) bytes; at most \(BlockEntry.maximumReasonBytes)")
-                }
-                if reason.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
-                    throw ValidationError("--reason contains a control character")
-                }
+            if let reason, let problem = BlockEntry.reasonProblem(reason) {
+                throw ValidationError("--reason \(problem)")
             }
             var cidrs: [CIDR] = []
             for text in allowFrom {

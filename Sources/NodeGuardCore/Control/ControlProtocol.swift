@@ -68,6 +68,9 @@ public enum ControlRequest: Sendable, Hashable {
         guard let version = fields["version"] else {
             throw NodeGuardError(.invalidRequest, "version: missing (this daemon speaks version \(ControlProtocol.version))")
         }
+        guard case .number = version else {
+            throw NodeGuardError(.invalidRequest, "version: expected a number, found \(version.typeDescription)")
+        }
         guard version.integerValue == ControlProtocol.version else {
             throw NodeGuardError(.unsupportedVersion,
                 "version: \(JSON.serialize(version)) is not supported (this daemon speaks version \(ControlProtocol.version))")
@@ -134,6 +137,9 @@ public enum ControlResponse: Sendable, Hashable {
         let value: JSONValue
         do { value = try JSON.parse(line) } catch {
             throw NodeGuardError(.invalidRequest, "the daemon's response is not valid JSON: \(error)")
+        }
+        guard case .object = value else {
+            throw NodeGuardError(.invalidRequest, "the daemon's response is not a JSON object")
         }
         guard value["version"]?.integerValue == ControlProtocol.version else {
             throw NodeGuardError(.unsupportedVersion, "the daemon speaks another protocol version; use the nodeguardctl that came with it")

@@ -60,7 +60,7 @@ public struct PortKey: Sendable, Hashable, Comparable, CustomStringConvertible {
         guard parts.count <= 2, let first = parts.first else {
             throw NodeGuardError(.invalidRequest, "'\(text)' is not PORT or PORT/PROTOCOL")
         }
-        guard let number = Int(first), (1...65535).contains(number) else {
+        guard first.allSatisfy(\.isASCII), first.allSatisfy(\.isNumber), let number = Int(first), (1...65535).contains(number) else {
             throw NodeGuardError(.invalidRequest, "port '\(first)' is not a number from 1 to 65535")
         }
         var transport = TransportProtocol.tcp
@@ -107,7 +107,8 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
         }
         var prefix = family.maximumPrefixLength
         if parts.count == 2 {
-            guard let p = Int(parts[1]), (0...family.maximumPrefixLength).contains(p) else {
+            let digits = !parts[1].isEmpty && parts[1].allSatisfy { $0.isASCII && $0.isNumber }
+            guard digits, let p = Int(parts[1]), (0...family.maximumPrefixLength).contains(p) else {
                 throw NodeGuardError(.invalidDenyList, "prefix length '\(parts[1])' is not from 0 to \(family.maximumPrefixLength)")
             }
             prefix = p
@@ -159,6 +160,21 @@ public struct BlockEntry: Sendable, Hashable {
     }
 
     public var key: PortKey { PortKey(port: port, transport: transport) }
+
+    /// What is wrong with `reason`, or nil. It ends up in a rule comment that
+    /// operators read in `iptables -S`: one line of printable text.
+    public static func reasonProblem(_ reason: String) -> String? {
+        if reason.utf8.count > maximumReasonBytes {
+            return "\(reason.utf8.count) bytes long; at most \(maximumReasonBytes)"
+        }
+        let unprintable = reason.unicodeScalars.contains {
+            switch $0.properties.generalCategory {
+            case .control, .lineSeparator, .paragraphSeparator, .format: $0 != "\u{200D}"   // ZWJ keeps emoji whole
+            default: false
+            }
+        }
+        return unprintable ? "contains a control or line-break character (newline, tab, NUL, ...)" : nil
+    }
 }
 
 /// A deny-list as read from a file (version 1).

@@ -111,13 +111,7 @@ public enum DenyListCodec {
         var reason: String?
         if let v = fields["reason"] {
             if case .string(let s) = v {
-                if s.utf8.count > BlockEntry.maximumReasonBytes {
-                    report("reason", "\(s.utf8.count) bytes long; at most \(BlockEntry.maximumReasonBytes)")
-                } else if s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
-                    report("reason", "contains a control character (newline, tab, NUL, ...)")
-                } else {
-                    reason = s
-                }
+                if let problem = BlockEntry.reasonProblem(s) { report("reason", problem) } else { reason = s }
             } else if v != .null {
                 report("reason", "expected a string, found \(v.typeDescription)")
             }

@@ -7,37 +7,47 @@ public enum ChainEdit: Sendable, Hashable {
 /// Computes the fewest practical edits that turn what is in the kernel into
 /// what is wanted. Rules already right are left alone, so their counters survive.
 public enum ChainDiff {
-    /// Edits for a chain NodeGuard owns: every rule that is not wanted goes,
-    /// missing ones are inserted where they belong.
+    /// Edits for a chain NodeGuard owns: the longest run of rules already in
+    /// the right order stays (an LCS), everything else is deleted, and the
+    /// missing rules are inserted where they belong.
     public static func edits(actual: [ObservedRule], desired: [RuleSpec]) -> [ChainEdit] {
-        var remaining: [RuleSpec: Int] = [:]
-        for rule in desired { remaining[rule, default: 0] += 1 }
-        var current: [RuleSpec?] = actual.map(\.spec)
-        var edits: [ChainEdit] = []
+        let current = actual.map(\.spec)
+        let (keepActual, keepDesired) = longestCommonSubsequence(current, desired)
+        // Delete from the end so earlier indices stay valid; then insert in
+        // ascending order, each at its final position.
+        let deletions = current.indices.reversed().filter { !keepActual[$0] }.map { ChainEdit.delete(index: $0) }
+        let insertions = desired.indices.filter { !keepDesired[$0] }.map { ChainEdit.insert(index: $0, rule: desired[$0]) }
+        return deletions + insertions
+    }
 
-        // Keep the first occurrences of wanted rules; delete the rest from the end.
-        var keep = [Bool](repeating: false, count: current.count)
-        for (i, rule) in current.enumerated() {
-            if let rule, let left = remaining[rule], left > 0 {
-                keep[i] = true
-                remaining[rule] = left - 1
+    /// Which elements of `a` and `b` form a longest common subsequence. A foreign
+    /// rule (nil) never matches.
+    static func longestCommonSubsequence(_ a: [RuleSpec?], _ b: [RuleSpec]) -> (a: [Bool], b: [Bool]) {
+        let n = a.count, m = b.count
+        // lengths[i * (m + 1) + j]: LCS length of a[i...] and b[j...].
+        var lengths = [Int](repeating: 0, count: (n + 1) * (m + 1))
+        for i in stride(from: n - 1, through: 0, by: -1) {
+            for j in stride(from: m - 1, through: 0, by: -1) {
+                lengths[i * (m + 1) + j] = a[i] == b[j]
+                    ? lengths[(i + 1) * (m + 1) + j + 1] + 1
+                    : max(lengths[(i + 1) * (m + 1) + j], lengths[i * (m + 1) + j + 1])
             }
         }
-        for i in current.indices.reversed() where !keep[i] {
-            edits.append(.delete(index: i))
-            current.remove(at: i)
-        }
-        // What is left is a sub-multiset of `desired`; put it in order.
-        for (i, rule) in desired.enumerated() {
-            if i < current.count, current[i] == rule { continue }
-            if i + 1 < current.count, let j = current[(i + 1)...].firstIndex(of: rule) {
-                edits.append(.delete(index: j))
-                current.remove(at: j)
+        var inA = [Bool](repeating: false, count: n), inB = [Bool](repeating: false, count: m)
+        var i = 0, j = 0
+        while i < n && j < m {
+            if a[i] == b[j] {
+                inA[i] = true
+                inB[j] = true
+                i += 1
+                j += 1
+            } else if lengths[(i + 1) * (m + 1) + j] >= lengths[i * (m + 1) + j + 1] {
+                i += 1
+            } else {
+                j += 1
             }
-            edits.append(.insert(index: i, rule: rule))
-            current.insert(rule, at: i)
         }
-        return edits
+        return (inA, inB)
     }
 
     /// Edits for a built-in hook chain that NodeGuard shares with others: its

@@ -10,8 +10,12 @@ extension Duration {
             scale = unit.seconds
             break
         }
-        guard let value = Double(number), value.isFinite, value > 0 else {
+        let decimal = !number.isEmpty && number.allSatisfy { $0.isASCII && ($0.isNumber || $0 == ".") }
+        guard decimal, let value = Double(number), value > 0 else {
             throw NodeGuardError(.invalidRequest, "'\(text)' is not a positive duration such as 500ms, 1s or 2m")
+        }
+        guard value * scale <= 86_400 else {
+            throw NodeGuardError(.invalidRequest, "'\(text)' is longer than a day")
         }
         self = .milliseconds(Int64((value * scale * 1000).rounded()))
         guard self >= .milliseconds(1) else {
