@@ -8,4 +8,21 @@ bash scripts/setup.sh
 echo "==> building"
 swift build --build-tests
 echo "==> testing"
-swift test --skip-build
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+# All tests are XCTest; without Swift Testing's empty run the XCTest summary closes the output.
+swift test --skip-build --disable-swift-testing 2>&1 | tee "$log" || status=$?
+# XCTest: "Executed 171 tests, with 0 failures ..." or "..., with 13 tests skipped and 0 failures ...".
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with .*[0-9]+ failures?" "$log" | tail -1 || true)
+if [ -z "$summary" ]; then
+  echo "no test summary found" >&2
+  exit 1
+fi
+executed=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
+# Count failed test cases, not failed assertions (XCTest's "failures").
+failed=$(grep -cE "^Test Case '.*' failed" "$log" || true)
+skipped=0
+if [[ $summary =~ ([0-9]+)\ tests?\ skipped ]]; then skipped=${BASH_REMATCH[1]}; fi
+echo "$((executed - failed - skipped)) passed, $failed failed, $skipped skipped"
+exit "$status"
