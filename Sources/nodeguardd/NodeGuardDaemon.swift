@@ -47,7 +47,10 @@ struct NodeGuardDaemon: AsyncParsableCommand {
 
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        // Structured entries when journald reads our stderr, plain lines otherwise.
+        let toJournal = JournalLogHandler.stderrIsJournal()
         LoggingSystem.bootstrap { label in
+            if toJournal { return JournalLogHandler(identifier: "nodeguardd", logLevel: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
@@ -71,7 +74,8 @@ struct NodeGuardDaemon: AsyncParsableCommand {
             configPath: config, stateDirectory: stateDir, socketPath: socket,
             verifyInterval: try Duration(parsing: verifyInterval))
         let engine = NodeGuardEngine(configuration: settings, backend: backend, logger: logger)
-        let loop = ReconcileLoop(engine: engine)
+        let notifier = SystemdNotifier()
+        let loop = ReconcileLoop(engine: engine, notifier: notifier)
         let server: ControlServer
         do {
             // Apply before serving: a bad file stops here and the kernel keeps its rules.
@@ -95,6 +99,8 @@ struct NodeGuardDaemon: AsyncParsableCommand {
             logger: logger
         ))
         logger.info("serving nodeguardctl on \(socket)")
+        // Ready only now: the first apply succeeded and the socket is served.
+        notifier.ready(status: engine.statusLine)
         try await group.run()
         logger.info("stopped; NodeGuard's rules stay in the kernel")
     }

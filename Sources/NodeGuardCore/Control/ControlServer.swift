@@ -19,19 +19,38 @@ public final class ControlServer: Service, @unchecked Sendable {
 
     private let listener: Int32
     private let path: String
+    /// False when systemd passed the socket: then systemd owns the path.
+    private let ownsPath: Bool
+    /// Written to on shutdown to wake the accept loop's poll().
+    private let wake: (read: Int32, write: Int32)
     private let handler: Handler
     private let logger: Logger
     // Guarded by `lock`.
     private let lock = NSLock()
     private var connections = 0
 
-    /// Binds the socket now, so a start-up problem (path in use, no
-    /// permission) is reported before the daemon says it is ready.
+    /// Takes the socket systemd passed (socket activation), or binds `path`
+    /// now, so a start-up problem (path in use, no permission) is reported
+    /// before the daemon says it is ready.
     public init(path: String, logger: Logger, handler: @escaping Handler) throws(NodeGuardError) {
         self.path = path
         self.handler = handler
         self.logger = logger
-        self.listener = try Self.bind(path)
+        if let passed = try SocketActivation.listeningUnixSocket() {
+            listener = passed
+            ownsPath = false
+            logger.info("using the control socket passed by systemd (socket activation)")
+        } else {
+            listener = try Self.bind(path)
+            ownsPath = true
+        }
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw ioError("cannot create the control server's wake-up pipe") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        wake = (fds[0], fds[1])
+        // poll() says when to accept; non-blocking so a client that gave up in
+        // between cannot block the loop.
+        _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
     }
 
     static func bind(_ path: String) throws(NodeGuardError) -> Int32 {
@@ -85,24 +104,37 @@ public final class ControlServer: Service, @unchecked Sendable {
         thread.name = "nodeguard-control"
         thread.start()
         try? await gracefulShutdown()
-        // Wakes accept() with EINVAL; connections in progress finish on their own.
-        shutdown(listener, Int32(SHUT_RDWR))
+        // Connections in progress finish on their own. A socket systemd passed
+        // must not be shut down: systemd keeps listening on it.
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
         for await _ in finished.stream {}
         close(listener)
-        unlink(path)
+        close(wake.read)
+        close(wake.write)
+        if ownsPath { unlink(path) }
     }
 
     private func acceptLoop() {
         while true {
+            var events = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
+                          pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+            if poll(&events, 2, -1) < 0 {
+                if errno == EINTR { continue }
+                logger.critical("control socket: poll failed: \(String(cString: strerror(errno)))")
+                return
+            }
+            if events[1].revents != 0 { return }   // shutting down
             let fd = accept(listener, nil, nil)
             if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
+                if errno == EINTR || errno == ECONNABORTED || errno == EAGAIN || errno == EWOULDBLOCK { continue }
                 if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
                     logger.error("control socket: accept failed: \(String(cString: strerror(errno))); pausing")
                     usleep(100_000)
                     continue
                 }
-                return   // the listener was shut down
+                logger.critical("control socket: accept failed: \(String(cString: strerror(errno)))")
+                return
             }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             lock.lock()

@@ -91,7 +91,11 @@ public final class NodeGuardEngine {
             lastError = nil
             guard !changes.isEmpty else { return }
             repairCount += 1
-            for change in changes { logger.warning("repaired drift: \(change)") }
+            for change in changes {
+                logger.warning("repaired drift: \(change)", metadata: [
+                    "action": "repair", "family": "\(change.family.rawValue)", "chain": "\(change.chain)",
+                ])
+            }
         } catch {
             if lastError != error.message { logger.error("verify failed: \(error.message)") }
             lastError = error.message
@@ -206,6 +210,21 @@ public final class NodeGuardEngine {
     }
 
     // MARK: reports
+
+    /// One line for `systemctl status` (STATUS=), from the state alone.
+    public var statusLine: String {
+        let count = effectiveEntries.count
+        let runtime = effectiveEntries.filter { $0.source == .runtime }.count
+        var line = "Guarding \(count) port\(count == 1 ? "" : "s") (\(runtime) runtime)"
+        if let lastVerify {
+            let seconds = Int(lastVerify.timeIntervalSince1970) % 86_400
+            let clock = String(format: "%02d:%02d:%02d", seconds / 3600, seconds / 60 % 60, seconds % 60)
+            line += "; last verify \(clock) UTC"
+        }
+        line += "; \(repairCount) repair\(repairCount == 1 ? "" : "s")"
+        if let lastError { line = "FAILING: \(lastError); " + line }
+        return line
+    }
 
     func entryReports(counters: [PortKey: DropCounters]) -> [JSONValue] {
         effectiveEntries.map { entry, source in

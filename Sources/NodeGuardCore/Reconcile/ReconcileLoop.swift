@@ -12,20 +12,29 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
     // `engine` is touched only on the loop thread (and by the caller before
     // `run()` starts it). Everything else below is guarded by `condition`.
     private let engine: NodeGuardEngine
+    private let notifier: SystemdNotifier
     private let verifyInterval: Duration
     private let condition = NSCondition()
     private var queue: [@Sendable (NodeGuardEngine) -> Void] = []
     private var stopping = false
 
-    public init(engine: NodeGuardEngine) {
+    public init(engine: NodeGuardEngine, notifier: SystemdNotifier = SystemdNotifier()) {
         self.engine = engine
-        self.verifyInterval = engine.configuration.verifyInterval
+        self.notifier = notifier
+        // With a watchdog, come round at least twice per timeout.
+        self.verifyInterval = notifier.loopInterval(verifyInterval: engine.configuration.verifyInterval)
     }
 
     /// Queues a request for the loop and waits for its answer.
     public func submit(_ request: ControlRequest) async -> ControlResponse {
         await withCheckedContinuation { (continuation: CheckedContinuation<ControlResponse, Never>) in
-            let accepted = enqueue { engine in continuation.resume(returning: engine.handle(request)) }
+            let notifier = self.notifier
+            let accepted = enqueue { engine in
+                if request == .reload { notifier.reloading() }
+                let response = engine.handle(request)
+                if request == .reload { notifier.ready(status: engine.statusLine) }
+                continuation.resume(returning: response)
+            }
             if !accepted {
                 continuation.resume(returning: .failure(NodeGuardError(.shuttingDown, "nodeguardd is shutting down; retry when it is back")))
             }
@@ -51,6 +60,7 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         thread.start()
         // Runs until SIGTERM/SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()
+        notifier.stopping()
         stop()
         for await _ in finished.stream {}
     }
@@ -87,6 +97,8 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
             for job in jobs { job(engine) }
             if clock.now >= nextVerify {
                 engine.verify()
+                // Only this loop pings the watchdog: if it stalls, systemd restarts the daemon.
+                notifier.loopAlive(status: engine.statusLine)
                 nextVerify = clock.now + verifyInterval
             }
         }

@@ -185,7 +185,8 @@ final class TestNode {
     }
 
     /// Starts nodeguardd in the node namespace and waits until it answers.
-    func startDaemon(extraArguments: [String] = ["--verify-interval", "100ms"]) throws {
+    func startDaemon(extraArguments: [String] = ["--verify-interval", "100ms"], environment: [String: String] = [:],
+                     launcher: [String] = []) throws {
         if !FileManager.default.fileExists(atPath: configPath) {
             try writeDenyList(#"{"version": 1, "blocked": []}"#)
         }
@@ -194,8 +195,11 @@ final class TestNode {
         log.seekToEndOfFile()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", node, TestPaths.nodeguardd, "--config", configPath,
+        process.arguments = ["netns", "exec", node] + launcher + [TestPaths.nodeguardd, "--config", configPath,
                              "--state-dir", stateDirectory, "--socket", socketPath, "--log-level", "debug"] + extraArguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = log
         process.standardError = log
         try process.run()
@@ -275,7 +279,13 @@ final class TestNode {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        for name in namespaces { _ = try? runCommand(["ip", "netns", "del", name]) }
+        for name in namespaces {
+            // Whatever still runs in the namespace (a daemon a test started indirectly) goes too.
+            if let pids = try? runCommand(["ip", "netns", "pids", name]).stdout {
+                for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
+            }
+            _ = try? runCommand(["ip", "netns", "del", name])
+        }
         namespaces.removeAll()
         try? FileManager.default.removeItem(at: directory)
     }
