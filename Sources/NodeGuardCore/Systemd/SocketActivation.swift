@@ -1,5 +1,9 @@
 import CSystemd
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Socket activation (sd_listen_fds): systemd's nodeguardd.socket hands the
 /// control socket to the daemon as file descriptor 3.
 public enum SocketActivation {
