@@ -7,6 +7,12 @@ bash scripts/setup.sh
 
 echo "==> building"
 swift build --build-tests
+# The systemd tests install the real package into a booted Debian container.
+echo "==> building the package and the container root file system"
+bash packaging/deb/build-deb.sh
+NODEGUARD_DEB=$(ls -t "$PWD"/dist/nodeguard_*.deb | head -1)
+NODEGUARD_ROOTFS=$(bash scripts/systemd-rootfs.sh "$NODEGUARD_DEB")
+export NODEGUARD_DEB NODEGUARD_ROOTFS
 echo "==> testing"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -86,9 +86,7 @@ final class ResilienceTests: NodeTestCase {
         try setUpNode()
         try node.startDaemon(extraArguments: ["--verify-interval", "50ms"])
         let rounds = 150
-        let other = Process()
-        other.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        other.arguments = ["netns", "exec", node.node, "sh", "-c", """
+        let other = try ChildProcess(["ip", "netns", "exec", node.node, "sh", "-c", """
             for i in $(seq 1 \(rounds)); do
               iptables-legacy -w -t mangle -N OTHER-$i || exit 1
               iptables-legacy -w -t mangle -A OTHER-$i -p tcp --dport $((40000 + i)) -j MARK --set-mark $i || exit 1
@@ -98,8 +96,7 @@ final class ResilienceTests: NodeTestCase {
                 iptables-legacy -w -t mangle -F OTHER-$i && iptables-legacy -w -t mangle -X OTHER-$i || exit 1
               fi
             done
-            """]
-        try other.run()
+            """])
         var blocked: [Int] = []
         var i = 0
         while other.isRunning || i < 60 {
@@ -111,8 +108,7 @@ final class ResilienceTests: NodeTestCase {
             }
             i += 1
         }
-        other.waitUntilExit()
-        XCTAssertEqual(other.terminationStatus, 0, "the other writer's commands must all succeed")
+        XCTAssertEqual(other.wait(), 0, "the other writer's commands must all succeed")
 
         let rules = try node.mangleRules()
         // Every update of the other writer is there: the odd chains with their rule and jump.

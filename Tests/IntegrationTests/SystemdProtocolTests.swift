@@ -65,13 +65,15 @@ final class SystemdProtocolTests: NodeTestCase {
         let activated = node.directory.appendingPathComponent("activated.sock").path
         try node.writeDenyList(#"{"version": 1, "blocked": []}"#)
         let log = node.directory.appendingPathComponent("activate.log").path
-        // Started in the background by a shell, not as our child: Foundation's
-        // Process reaper blocks on a child that execs into another program.
-        // The node's teardown kills everything left in its namespaces.
-        let started = try runCommand(["ip", "netns", "exec", node.node, "sh", "-c",
-            "systemd-socket-activate -l '\(activated)' '\(TestPaths.nodeguardd)' --config '\(node.configPath)' " +
-            "--state-dir '\(node.stateDirectory)' --socket '\(node.socketPath)' </dev/null >/dev/null 2>'\(log)' &"])
-        XCTAssertEqual(started.status, 0, started.stderr)
+        let logFD = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let activator = try ChildProcess(["ip", "netns", "exec", node.node, "systemd-socket-activate", "-l", activated,
+                                          TestPaths.nodeguardd, "--config", node.configPath, "--state-dir", node.stateDirectory,
+                                          "--socket", node.socketPath], stderr: logFD)
+        close(logFD)
+        defer {
+            activator.signal(SIGKILL)
+            activator.wait()
+        }
         XCTAssertTrue(node.eventually { FileManager.default.fileExists(atPath: activated) })
 
         // The first request starts nodeguardd, which answers on the passed socket.

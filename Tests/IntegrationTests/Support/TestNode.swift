@@ -16,40 +16,30 @@ struct CommandResult {
 /// Runs a command to completion, capturing its output.
 @discardableResult
 func runCommand(_ arguments: [String], input: String? = nil, environment: [String: String]? = nil) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    if let environment {
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = try makePipe(), err = try makePipe()
+    let inputPipe = input == nil ? nil : try makePipe()
+    let child = try ChildProcess(arguments, stdin: inputPipe?.read, stdout: out.write, stderr: err.write,
+                                 environment: environment ?? [:])
+    close(out.write)
+    close(err.write)
+    if let inputPipe, let input {
+        close(inputPipe.read)
+        // Inputs here are small (a nat table), well under a pipe's buffer.
+        let bytes = Array(input.utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { write(inputPipe.write, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            written += n
+        }
+        close(inputPipe.write)
     }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let inputPipe = Pipe()
-    process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
-    try process.run()
-    if let input {
-        inputPipe.fileHandleForWriting.write(Data(input.utf8))
-        try inputPipe.fileHandleForWriting.close()
-    }
-    // Read both pipes before waiting, or a chatty child blocks on a full pipe.
-    let errData = LockedData()
-    let errReader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-    errReader.start()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    while !errData.isSet { usleep(1000) }
-    return CommandResult(status: process.terminationStatus,
-                         stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData.value, as: UTF8.self))
-}
-
-final class LockedData: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data: Data?
-    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return data != nil }
-    var value: Data { lock.lock(); defer { lock.unlock() }; return data ?? Data() }
+    let (stdout, stderr) = readAll(out.read, err.read)
+    close(out.read)
+    close(err.read)
+    let status = child.wait()
+    return CommandResult(status: status, stdout: String(decoding: stdout, as: UTF8.self),
+                         stderr: String(decoding: stderr, as: UTF8.self))
 }
 
 /// Where the built binaries and the fixture scripts are.
@@ -104,8 +94,8 @@ final class TestNode {
     var logPath: String { directory.appendingPathComponent("nodeguardd.log").path }
 
     private var namespaces: [String] = []
-    private var processes: [Process] = []
-    private(set) var daemon: Process?
+    private var processes: [ChildProcess] = []
+    private(set) var daemon: ChildProcess?
 
     init() throws {
         // Unique per run and per test, short enough for interface names (15 bytes).
@@ -149,17 +139,17 @@ final class TestNode {
     }
 
     private func startPodServers() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", pod, "python3", TestPaths.fixtures.appendingPathComponent("servers.py").path,
-                             "pod", "tcp:8200", "tcp:8300", "tcp:31002", "udp:5300"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let out = try makePipe()
+        defer { close(out.read) }
+        let process = try ChildProcess(["ip", "netns", "exec", pod, "python3",
+                                        TestPaths.fixtures.appendingPathComponent("servers.py").path,
+                                        "pod", "tcp:8200", "tcp:8300", "tcp:31002", "udp:5300"], stdout: out.write)
+        close(out.write)
         processes.append(process)
-        let line = out.fileHandleForReading.availableData
-        guard String(decoding: line, as: UTF8.self).contains("ready") else {
+        var ready = pollfd(fd: out.read, events: Int16(POLLIN), revents: 0)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = poll(&ready, 1, 10_000) > 0 ? read(out.read, &buffer, buffer.count) : 0
+        guard n > 0, String(decoding: buffer[0..<n], as: UTF8.self).contains("ready") else {
             throw TestNodeError("the pod's servers did not start")
         }
     }
@@ -190,24 +180,18 @@ final class TestNode {
         if !FileManager.default.fileExists(atPath: configPath) {
             try writeDenyList(#"{"version": 1, "blocked": []}"#)
         }
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", node] + launcher + [TestPaths.nodeguardd, "--config", configPath,
-                             "--state-dir", stateDirectory, "--socket", socketPath, "--log-level", "debug"] + extraArguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard log >= 0 else { throw TestNodeError("cannot open \(logPath)") }
+        defer { close(log) }
+        let process = try ChildProcess(["ip", "netns", "exec", node] + launcher + [
+            TestPaths.nodeguardd, "--config", configPath, "--state-dir", stateDirectory,
+            "--socket", socketPath, "--log-level", "debug"] + extraArguments,
+            stdout: log, stderr: log, environment: environment)
         processes.append(process)
         daemon = process
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
-            if !process.isRunning { throw TestNodeError("nodeguardd exited with \(process.terminationStatus):\n\(daemonLog)") }
+            if !process.isRunning { throw TestNodeError("nodeguardd exited with \(process.wait()):\n\(daemonLog)") }
             if try ctl("status", "--json").succeeded { return }
             usleep(50_000)
         }
@@ -215,15 +199,14 @@ final class TestNode {
     }
 
     func signalDaemon(_ signal: Int32) {
-        guard let daemon, daemon.isRunning else { return }
         // `ip netns exec` execs the daemon, so the pid is the daemon's own.
-        kill(daemon.processIdentifier, signal)
+        daemon?.signal(signal)
     }
 
     func stopDaemon(_ signal: Int32 = SIGTERM) {
         guard let daemon else { return }
         signalDaemon(signal)
-        daemon.waitUntilExit()
+        daemon.wait()
         self.daemon = nil
     }
 
@@ -276,8 +259,8 @@ final class TestNode {
     /// Removes everything this node made, whatever state the test left it in.
     func tearDown() {
         for process in processes where process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.signal(SIGKILL)
+            process.wait()
         }
         for name in namespaces {
             // Whatever still runs in the namespace (a daemon a test started indirectly) goes too.

@@ -1,0 +1,111 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started with posix_spawn and reaped with waitpid on its own
+/// pid. Foundation's Process is not used in these tests: its shared SIGCHLD
+/// reaper hung (blocking in wait4 on a live child, or never noticing an exit)
+/// when a child left a background process behind or exec'd another program.
+final class ChildProcess {
+    let pid: pid_t
+    private var exitStatus: Int32?
+
+    /// Starts `arguments` (looked up on PATH) with the given descriptors as
+    /// stdin/stdout/stderr (nil: /dev/null) and extra environment variables.
+    init(_ arguments: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
+         environment: [String: String] = [:]) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (fd, target) in [(stdin, STDIN_FILENO), (stdout, STDOUT_FILENO), (stderr, STDERR_FILENO)] {
+            if let fd {
+                posix_spawn_file_actions_adddup2(&actions, fd, target)
+            } else {
+                posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == STDIN_FILENO ? O_RDONLY : O_WRONLY, 0)
+            }
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Default signal handling in the child, whatever this process changed.
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var child: pid_t = 0
+        let result = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, envp)
+        guard result == 0 else {
+            throw TestNodeError("cannot start \(arguments[0]): \(String(cString: strerror(result)))")
+        }
+        pid = child
+    }
+
+    var isRunning: Bool {
+        reap(blocking: false)
+        return exitStatus == nil
+    }
+
+    /// Waits for the child and returns its exit status (128 + signal if killed).
+    @discardableResult
+    func wait() -> Int32 {
+        reap(blocking: true)
+        return exitStatus ?? -1
+    }
+
+    func signal(_ signal: Int32) {
+        if isRunning { kill(pid, signal) }
+    }
+
+    private func reap(blocking: Bool) {
+        guard exitStatus == nil else { return }
+        var status: Int32 = 0
+        var result: pid_t
+        repeat { result = waitpid(pid, &status, blocking ? 0 : WNOHANG) } while result < 0 && errno == EINTR
+        guard result == pid else { return }
+        // WIFEXITED / WEXITSTATUS / WTERMSIG, spelled out (they are macros in C).
+        let signal = status & 0x7f
+        exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+}
+
+/// Reads all of two pipes until both are closed.
+func readAll(_ out: Int32, _ err: Int32) -> (Data, Data) {
+    var buffers = [Data(), Data()]
+    var fds = [pollfd(fd: out, events: Int16(POLLIN), revents: 0), pollfd(fd: err, events: Int16(POLLIN), revents: 0)]
+    var open = 2
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while open > 0 {
+        if poll(&fds, 2, -1) < 0 { if errno == EINTR { continue } else { break } }
+        for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
+            let n = read(fds[i].fd, &chunk, chunk.count)
+            if n > 0 {
+                buffers[i].append(contentsOf: chunk[0..<n])
+            } else if n == 0 || errno != EINTR {
+                fds[i].fd = -1
+                open -= 1
+            }
+        }
+    }
+    return (buffers[0], buffers[1])
+}
+
+/// A pipe whose ends are closed on exec (the child gets its end through dup2).
+func makePipe() throws -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { throw TestNodeError("pipe failed") }
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return (fds[0], fds[1])
+}
