@@ -43,12 +43,13 @@ install: build
 	fi
 
 uninstall:
-	if [ -d /run/systemd/system ]; then systemctl disable --now nodeguardd.service nodeguardd.socket || true; fi
-	if [ -x "$(SBINDIR)/nodeguardd" ]; then "$(SBINDIR)/nodeguardd" --remove-rules; fi
+	# With DESTDIR the files belong to another root: touch no service and no tables here.
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now nodeguardd.service nodeguardd.socket || true; fi
+	if [ -z "$(DESTDIR)" ] && [ -x "$(SBINDIR)/nodeguardd" ]; then "$(SBINDIR)/nodeguardd" --remove-rules; fi
 	rm -f "$(DESTDIR)$(SBINDIR)/nodeguardd" "$(DESTDIR)$(BINDIR)/nodeguardctl"
 	rm -f "$(DESTDIR)$(UNITDIR)/nodeguardd.service" "$(DESTDIR)$(UNITDIR)/nodeguardd.socket"
 	rm -f "$(DESTDIR)/etc/sysusers.d/nodeguard.conf" "$(DESTDIR)/etc/tmpfiles.d/nodeguard.conf"
-	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "kept /etc/nodeguard and /var/lib/nodeguard; remove them by hand if you want them gone"
 
 clean:

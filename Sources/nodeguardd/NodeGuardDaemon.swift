@@ -46,6 +46,9 @@ struct NodeGuardDaemon: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A reload (SIGHUP) that arrives before the handler is installed must
+        // not terminate the daemon, which is SIGHUP's default action.
+        signal(SIGHUP, SIG_IGN)
         let level = Logger.Level(rawValue: logLevel) ?? .info
         // Structured entries when journald reads our stderr, plain lines otherwise.
         let toJournal = JournalLogHandler.stderrIsJournal()

@@ -178,6 +178,34 @@ final class SystemdServiceTests: XCTestCase {
         XCTAssertEqual(object["MESSAGE"] as? String, "blocked 31002/udp")
     }
 
+    /// `make install` without dpkg: its files, installed into the container's
+    /// root, run the same hardened service; `make uninstall` removes them.
+    func testMakeInstallWithoutDpkg() throws {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        let install = try runCommand(["make", "-C", repository, "install", "DESTDIR=\(container.root)"])
+        XCTAssertEqual(install.status, 0, install.stderr)
+        let enable = try container.sh("""
+            systemd-sysusers nodeguard.conf && systemd-tmpfiles --create nodeguard.conf && \
+            systemctl daemon-reload && systemctl enable --now nodeguardd.socket nodeguardd.service
+            """)
+        XCTAssertEqual(enable.status, 0, enable.stderr)
+        XCTAssertTrue(try isActive("nodeguardd.service"), journalText)
+        XCTAssertNotEqual(try property("ExecMainPID"), "0")
+        XCTAssertTrue(try container.run("systemctl", "cat", "nodeguardd.service").stdout.contains("ExecStart=/usr/local/sbin/nodeguardd"))
+        XCTAssertEqual(try container.run("/usr/local/bin/nodeguardctl", "block", "31002").status, 0)
+        XCTAssertTrue(try mangle().contains("--dport 31002"))
+
+        try container.run("systemctl", "disable", "--now", "nodeguardd.service", "nodeguardd.socket")
+        let uninstall = try runCommand(["make", "-C", repository, "uninstall", "DESTDIR=\(container.root)"])
+        XCTAssertEqual(uninstall.status, 0, uninstall.stderr)
+        for path in ["/usr/local/sbin/nodeguardd", "/usr/local/bin/nodeguardctl", "/etc/systemd/system/nodeguardd.service",
+                     "/etc/systemd/system/nodeguardd.socket", "/etc/sysusers.d/nodeguard.conf", "/etc/tmpfiles.d/nodeguard.conf"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: container.root + path), path)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: container.root + "/etc/nodeguard/denylist.json"), "the deny-list is kept")
+    }
+
     /// Removing the package stops the service and keeps the rules; purging removes them.
     func testRemoveStopsTheServiceAndPurgeRemovesTheRules() throws {
         try install()

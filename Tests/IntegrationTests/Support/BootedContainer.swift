@@ -76,12 +76,7 @@ final class BootedContainer {
     }
 
     func waitUntil(_ timeout: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        repeat {
-            if try condition() { return true }
-            usleep(200_000)
-        } while Date() < deadline
-        return false
+        try eventually(timeout, every: 0.2, condition)
     }
 
     /// Powers off (or kills) the container and removes its copy, mounts and cgroups.

@@ -109,3 +109,13 @@ func makePipe() throws -> (read: Int32, write: Int32) {
     for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     return (fds[0], fds[1])
 }
+
+/// Polls `condition` until it holds or `timeout` seconds pass.
+func eventually(_ timeout: Double, every interval: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    repeat {
+        if try condition() { return true }
+        usleep(useconds_t(interval * 1_000_000))
+    } while Date() < deadline
+    return false
+}

@@ -248,12 +248,7 @@ final class TestNode {
 
     /// Waits until `condition` holds, up to `timeout` seconds.
     func eventually(_ timeout: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        repeat {
-            if try condition() { return true }
-            usleep(20_000)
-        } while Date() < deadline
-        return false
+        try IntegrationTests.eventually(timeout, every: 0.02, condition)
     }
 
     /// Removes everything this node made, whatever state the test left it in.
