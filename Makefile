@@ -11,7 +11,11 @@ BINDIR = $(PREFIX)/bin
 UNITDIR = /etc/systemd/system
 SWIFT_RELEASE = swift build -c release --static-swift-stdlib
 
-.PHONY: all build deb install uninstall test demo clean
+# Where `make build` leaves the binaries; install-files installs from here
+# without building (a build inside `swift test` would wait for its lock).
+BUILT ?= .build/release
+
+.PHONY: all build deb install install-files uninstall test demo clean
 
 all: build
 
@@ -27,9 +31,11 @@ test:
 demo:
 	bash scripts/demo.sh
 
-install: build
-	install -D -m 0755 "$$($(SWIFT_RELEASE) --show-bin-path)/nodeguardd" "$(DESTDIR)$(SBINDIR)/nodeguardd"
-	install -D -m 0755 "$$($(SWIFT_RELEASE) --show-bin-path)/nodeguardctl" "$(DESTDIR)$(BINDIR)/nodeguardctl"
+install: build install-files
+
+install-files:
+	install -D -m 0755 "$(BUILT)/nodeguardd" "$(DESTDIR)$(SBINDIR)/nodeguardd"
+	install -D -m 0755 "$(BUILT)/nodeguardctl" "$(DESTDIR)$(BINDIR)/nodeguardctl"
 	install -d "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)/etc/sysusers.d" "$(DESTDIR)/etc/tmpfiles.d" "$(DESTDIR)/etc/nodeguard"
 	sed 's#/usr/sbin/nodeguardd#$(SBINDIR)/nodeguardd#' packaging/systemd/nodeguardd.service > "$(DESTDIR)$(UNITDIR)/nodeguardd.service"
 	install -m 0644 packaging/systemd/nodeguardd.socket "$(DESTDIR)$(UNITDIR)/nodeguardd.socket"

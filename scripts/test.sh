@@ -18,7 +18,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 # All tests are XCTest; without Swift Testing's empty run the XCTest summary closes the output.
-swift test --skip-build --disable-swift-testing 2>&1 | tee "$log" || status=$?
+# A hung test must fail the run, not hold CI until its limit.
+timeout --kill-after=30s 45m swift test --skip-build --disable-swift-testing 2>&1 | tee "$log" || status=$?
 # XCTest: "Executed 171 tests, with 0 failures ..." or "..., with 13 tests skipped and 0 failures ...".
 summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with .*[0-9]+ failures?" "$log" | tail -1 || true)
 if [ -z "$summary" ]; then
