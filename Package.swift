@@ -19,6 +19,8 @@ let package = Package(
             name: "CNodeGuardIPTC",
             linkerSettings: [.linkedLibrary("ip4tc"), .linkedLibrary("ip6tc")]
         ),
+        // Linux calls the Glibc module lacks (SO_PEERCRED's struct ucred).
+        .target(name: "CNodeGuardLinux"),
         // libsystemd: sd_notify, the watchdog, socket activation, the journal.
         .systemLibrary(
             name: "CSystemd",
@@ -29,6 +31,7 @@ let package = Package(
             name: "NodeGuardCore",
             dependencies: [
                 "CNodeGuardIPTC",
+                "CNodeGuardLinux",
                 "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -83,8 +83,8 @@ struct NodeGuardDaemon: AsyncParsableCommand {
         do {
             // Apply before serving: a bad file stops here and the kernel keeps its rules.
             try engine.start()
-            server = try ControlServer(path: socket, logger: logger) { request in
-                await loop.submit(request)
+            server = try ControlServer(path: socket, logger: logger) { request, origin in
+                await loop.submit(request, from: origin)
             }
         } catch {
             logger.critical("cannot start: \(error.message)")
@@ -117,7 +117,7 @@ struct ReloadOnHangup: Service {
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             logger.info("SIGHUP: reloading the deny-list")
-            if case .failure(let error) = await loop.submit(.reload) {
+            if case .failure(let error) = await loop.submit(.reload, from: .signal) {
                 logger.error("SIGHUP reload failed, keeping the last good list: \(error.message)")
             }
         }

@@ -1,3 +1,4 @@
+import CNodeGuardLinux
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -10,7 +11,7 @@ import Glibc
 /// serves each on its own thread (blocking reads with timeouts), handing each
 /// request to `handler`, which queues it on the reconcile loop.
 public final class ControlServer: Service, @unchecked Sendable {
-    public typealias Handler = @Sendable (ControlRequest) async -> ControlResponse
+    public typealias Handler = @Sendable (ControlRequest, RequestOrigin) async -> ControlResponse
 
     /// A connection that sends nothing for this long is closed.
     public static let idleTimeoutSeconds = 10
@@ -161,6 +162,7 @@ public final class ControlServer: Service, @unchecked Sendable {
 
     private func serve(_ fd: Int32) {
         UnixSocket.setTimeouts(fd, seconds: Self.idleTimeoutSeconds)
+        let origin = Self.peer(of: fd)
         var reader = UnixSocket.LineReader(fd: fd, limit: ControlProtocol.maximumMessageBytes)
         while true {
             let response: ControlResponse
@@ -175,7 +177,7 @@ public final class ControlServer: Service, @unchecked Sendable {
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d }) { continue }
                 do {
                     let request = try ControlRequest.decode(line)
-                    response = Self.wait(for: request, handler: handler)
+                    response = Self.wait(for: request, from: origin, handler: handler)
                 } catch {
                     response = .failure(error)
                 }
@@ -185,12 +187,19 @@ public final class ControlServer: Service, @unchecked Sendable {
     }
 
     /// Bridges this blocking connection thread to the async handler.
-    private static func wait(for request: ControlRequest, handler: @escaping Handler) -> ControlResponse {
+    /// The connecting process as the kernel saw it at connect() (SO_PEERCRED).
+    static func peer(of fd: Int32) -> RequestOrigin {
+        var pid: Int32 = 0, uid = UInt32.max, gid = UInt32.max
+        _ = nglinux_peer_credentials(fd, &pid, &uid, &gid)
+        return .socket(pid: pid, uid: uid, gid: gid)
+    }
+
+    private static func wait(for request: ControlRequest, from origin: RequestOrigin, handler: @escaping Handler) -> ControlResponse {
         final class Box: @unchecked Sendable { var response: ControlResponse? }
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         Task {
-            box.response = await handler(request)
+            box.response = await handler(request, origin)
             done.signal()   // the semaphore orders the write before the read below
         }
         done.wait()

@@ -31,6 +31,7 @@ public final class NodeGuardEngine {
     public let configuration: DaemonConfiguration
     let reconciler: Reconciler
     let store: RuntimeStateStore
+    let audit: AuditLog
     let logger: Logger
     let startedAt = Date()
 
@@ -46,6 +47,7 @@ public final class NodeGuardEngine {
         self.configuration = configuration
         self.reconciler = Reconciler(backend: backend)
         self.store = RuntimeStateStore(directory: configuration.stateDirectory)
+        self.audit = AuditLog(directory: configuration.stateDirectory)
         self.logger = logger
     }
 
@@ -58,6 +60,9 @@ public final class NodeGuardEngine {
         lastApply = Date()
         lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
+        record("start", from: .daemon, details: [
+            "entries": .integer(effectiveEntries.count), "changes": .array(changes.map { .string($0.description) }),
+        ])
         logger.info("NodeGuard is guarding \(effectiveEntries.count) port(s): \(configEntries.count) from \(configuration.configPath), \(runtimeEntries.count) runtime")
     }
 
@@ -91,6 +96,7 @@ public final class NodeGuardEngine {
             lastError = nil
             guard !changes.isEmpty else { return }
             repairCount += 1
+            record("repair", from: .daemon, details: ["changes": .array(changes.map { .string($0.description) })])
             for change in changes {
                 logger.warning("repaired drift: \(change)", metadata: [
                     "action": "repair", "family": "\(change.family.rawValue)", "chain": "\(change.chain)",
@@ -104,19 +110,52 @@ public final class NodeGuardEngine {
 
     // MARK: requests
 
-    public func handle(_ request: ControlRequest) -> ControlResponse {
+    public func handle(_ request: ControlRequest, from origin: RequestOrigin) -> ControlResponse {
+        let response: ControlResponse
         do {
             switch request {
-            case .block(let entry): return .success(try block(entry))
-            case .unblock(let key): return .success(try unblock(key))
-            case .reload: return .success(try reload())
-            case .list: return .success(.object(["entries": .array(entryReports(counters: [:]))]))
-            case .status: return .success(status())
+            case .block(let entry): response = .success(try block(entry))
+            case .unblock(let key): response = .success(try unblock(key))
+            case .reload: response = .success(try reload())
+            case .list: response = .success(.object(["entries": .array(entryReports(counters: [:]))]))
+            case .status: response = .success(status())
             }
         } catch {
-            if request.isMutating { logger.error("\(request.command) failed: \(error.message)") }
-            return .failure(error)
+            if request.isMutating { logger.error("\(request.command) failed: \(error.message)", metadata: Self.metadata(origin)) }
+            response = .failure(error)
         }
+        if request.isMutating {
+            var details: [String: JSONValue] = [:]
+            switch request {
+            case .block(let entry): details["entry"] = DenyListCodec.encodeEntry(entry)
+            case .unblock(let key): details["port"] = .string(key.description)
+            case .reload: details["config"] = .string(configuration.configPath)
+            case .list, .status: break
+            }
+            if case .success(let result) = response, let changes = result["changes"] { details["changes"] = changes }
+            var error: String?
+            if case .failure(let failure) = response { error = failure.message }
+            record(request.command, from: origin, details: details, error: error)
+        }
+        return response
+    }
+
+    /// Appends to the audit log. A failure to record is logged, not fatal:
+    /// the change itself (closing a port) matters more than its record.
+    func record(_ action: String, from origin: RequestOrigin, details: [String: JSONValue], error: String? = nil) {
+        do {
+            try audit.record(action, origin: origin, details: details, error: error)
+        } catch {
+            logger.error("audit: \(error.message)")
+        }
+        if case .socket = origin {
+            logger.info("\(action) requested by \(origin)\(error.map { ": failed: \($0)" } ?? "")", metadata: Self.metadata(origin))
+        }
+    }
+
+    static func metadata(_ origin: RequestOrigin) -> Logger.Metadata {
+        guard case .socket(let pid, let uid, let gid) = origin else { return [:] }
+        return ["peer_pid": "\(pid)", "peer_uid": "\(uid)", "peer_gid": "\(gid)"]
     }
 
     func block(_ entry: BlockEntry) throws(NodeGuardError) -> JSONValue {

@@ -26,12 +26,12 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
     }
 
     /// Queues a request for the loop and waits for its answer.
-    public func submit(_ request: ControlRequest) async -> ControlResponse {
+    public func submit(_ request: ControlRequest, from origin: RequestOrigin) async -> ControlResponse {
         await withCheckedContinuation { (continuation: CheckedContinuation<ControlResponse, Never>) in
             let notifier = self.notifier
             let accepted = enqueue { engine in
                 if request == .reload { notifier.reloading() }
-                let response = engine.handle(request)
+                let response = engine.handle(request, from: origin)
                 if request == .reload { notifier.ready(status: engine.statusLine) }
                 continuation.resume(returning: response)
             }
