@@ -18,7 +18,7 @@ struct NodeGuardCtl: ParsableCommand {
         Exit codes: 0 success, 1 the request failed (message on stderr), 2 usage error, \
         3 nodeguardd not reachable.
         """,
-        subcommands: [Block.self, Unblock.self, List.self, Status.self, Reload.self, Validate.self]
+        subcommands: [Block.self, Unblock.self, List.self, Status.self, Reload.self, Metrics.self, Validate.self]
     )
 
     static func main() {
@@ -188,6 +188,18 @@ extension NodeGuardCtl {
         func run() throws {
             let result = try socket.send(.reload)
             print("reloaded: \(text(result["entries"])) entries from the deny-list file")
+        }
+    }
+
+    struct Metrics: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print drop counters and the daemon's figures in the Prometheus text format.")
+
+        @OptionGroup var socket: SocketOption
+
+        func run() throws {
+            let result = try socket.send(.metrics)
+            print(result["text"]?.stringValue ?? "", terminator: "")
         }
     }
 

@@ -33,6 +33,9 @@ struct NodeGuardDaemon: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "Keep a Prometheus textfile for node_exporter's textfile collector at this path (atomic replace).")
+    var metricsTextfile: String?
+
     @Flag(help: "Remove every NodeGuard chain and jump (IPv4 and IPv6) and exit; for uninstalling.")
     var removeRules = false
 
@@ -75,7 +78,7 @@ struct NodeGuardDaemon: AsyncParsableCommand {
 
         let settings = DaemonConfiguration(
             configPath: config, stateDirectory: stateDir, socketPath: socket,
-            verifyInterval: try Duration(parsing: verifyInterval))
+            verifyInterval: try Duration(parsing: verifyInterval), metricsTextfile: metricsTextfile)
         let engine = NodeGuardEngine(configuration: settings, backend: backend, logger: logger)
         let notifier = SystemdNotifier()
         let loop = ReconcileLoop(engine: engine, notifier: notifier)

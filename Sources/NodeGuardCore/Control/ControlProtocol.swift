@@ -5,7 +5,7 @@
 ///     <- {"version":1,"ok":true,"result":{...}}
 ///     <- {"version":1,"ok":false,"error":{"code":"config_entry","message":"..."}}
 ///
-/// Commands: block (entry), unblock (port, protocol), list, status, reload.
+/// Commands: block (entry), unblock (port, protocol), list, status, reload, metrics.
 public enum ControlProtocol {
     public static let version = 1
     /// A longer line is refused with `message_too_large` and the connection closed.
@@ -19,6 +19,7 @@ public enum ControlRequest: Sendable, Hashable {
     case list
     case status
     case reload
+    case metrics
 
     public var command: String {
         switch self {
@@ -27,6 +28,7 @@ public enum ControlRequest: Sendable, Hashable {
         case .list: "list"
         case .status: "status"
         case .reload: "reload"
+        case .metrics: "metrics"
         }
     }
 
@@ -34,7 +36,7 @@ public enum ControlRequest: Sendable, Hashable {
     public var isMutating: Bool {
         switch self {
         case .block, .unblock, .reload: true
-        case .list, .status: false
+        case .list, .status, .metrics: false
         }
     }
 
@@ -48,7 +50,7 @@ public enum ControlRequest: Sendable, Hashable {
         case .unblock(let key):
             fields["port"] = .number(String(key.port))
             fields["protocol"] = .string(key.transport.rawValue)
-        case .list, .status, .reload: break
+        case .list, .status, .reload, .metrics: break
         }
         return JSON.serialize(.object(fields))
     }
@@ -76,7 +78,7 @@ public enum ControlRequest: Sendable, Hashable {
                 "version: \(JSON.serialize(version)) is not supported (this daemon speaks version \(ControlProtocol.version))")
         }
         guard case .string(let command)? = fields["command"] else {
-            throw NodeGuardError(.invalidRequest, "command: missing or not a string (one of block, unblock, list, status, reload)")
+            throw NodeGuardError(.invalidRequest, "command: missing or not a string (one of block, unblock, list, status, reload, metrics)")
         }
         let allowed: Set<String>
         let request: ControlRequest
@@ -107,8 +109,9 @@ public enum ControlRequest: Sendable, Hashable {
         case "list": allowed = ["version", "command"]; request = .list
         case "status": allowed = ["version", "command"]; request = .status
         case "reload": allowed = ["version", "command"]; request = .reload
+        case "metrics": allowed = ["version", "command"]; request = .metrics
         default:
-            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(command)\" (one of block, unblock, list, status, reload)")
+            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(command)\" (one of block, unblock, list, status, reload, metrics)")
         }
         if let unknown = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw NodeGuardError(.invalidRequest, "\(unknown): unknown field for command \(command)")

@@ -6,15 +6,19 @@ public struct DaemonConfiguration: Sendable {
     public var stateDirectory: String
     public var socketPath: String
     public var verifyInterval: Duration
+    /// Kept up to date for node_exporter's textfile collector, if set.
+    public var metricsTextfile: String?
 
     public init(configPath: String = "/etc/nodeguard/denylist.json",
                 stateDirectory: String = "/var/lib/nodeguard",
                 socketPath: String = ControlProtocol.defaultSocketPath,
-                verifyInterval: Duration = .seconds(1)) {
+                verifyInterval: Duration = .seconds(1),
+                metricsTextfile: String? = nil) {
         self.configPath = configPath
         self.stateDirectory = stateDirectory
         self.socketPath = socketPath
         self.verifyInterval = verifyInterval
+        self.metricsTextfile = metricsTextfile
     }
 }
 
@@ -42,6 +46,9 @@ public final class NodeGuardEngine {
     private(set) var lastApply: Date?
     private(set) var repairCount = 0
     private(set) var lastError: String?
+    private var textfileWritten: ContinuousClock.Instant?
+    /// The textfile is rewritten at most this often (and after every change).
+    static let textfileInterval: Duration = .seconds(15)
 
     public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger) {
         self.configuration = configuration
@@ -60,6 +67,7 @@ public final class NodeGuardEngine {
         lastApply = Date()
         lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
+        updateTextfile(force: true)
         record("start", from: .daemon, details: [
             "entries": .integer(effectiveEntries.count), "changes": .array(changes.map { .string($0.description) }),
         ])
@@ -94,6 +102,7 @@ public final class NodeGuardEngine {
             lastVerify = Date()
             if lastError != nil { logger.info("the tables are healthy again") }
             lastError = nil
+            updateTextfile(force: !changes.isEmpty)
             guard !changes.isEmpty else { return }
             repairCount += 1
             record("repair", from: .daemon, details: ["changes": .array(changes.map { .string($0.description) })])
@@ -119,6 +128,7 @@ public final class NodeGuardEngine {
             case .reload: response = .success(try reload())
             case .list: response = .success(.object(["entries": .array(entryReports(counters: [:]))]))
             case .status: response = .success(status())
+            case .metrics: response = .success(.object(["text": .string(metrics().render())]))
             }
         } catch {
             if request.isMutating { logger.error("\(request.command) failed: \(error.message)", metadata: Self.metadata(origin)) }
@@ -130,12 +140,13 @@ public final class NodeGuardEngine {
             case .block(let entry): details["entry"] = DenyListCodec.encodeEntry(entry)
             case .unblock(let key): details["port"] = .string(key.description)
             case .reload: details["config"] = .string(configuration.configPath)
-            case .list, .status: break
+            case .list, .status, .metrics: break
             }
             if case .success(let result) = response, let changes = result["changes"] { details["changes"] = changes }
             var error: String?
             if case .failure(let failure) = response { error = failure.message }
             record(request.command, from: origin, details: details, error: error)
+            updateTextfile(force: true)
         }
         return response
     }
@@ -249,6 +260,31 @@ public final class NodeGuardEngine {
     }
 
     // MARK: reports
+
+    /// Reads the tables once for counters and hook positions.
+    func metrics() -> MetricsSnapshot {
+        let inspections = (try? reconciler.inspect()) ?? []
+        let sources = Dictionary(grouping: effectiveEntries, by: \.source).mapValues(\.count)
+        let hooksFirst = inspections.count == reconciler.families.count
+            && inspections.allSatisfy { $0.hookFirst.values.allSatisfy { $0 } }
+        return MetricsSnapshot(inspections: inspections, blockedBySource: sources, repairs: repairCount,
+                               commits: reconciler.commitCount, healthy: lastError == nil && hooksFirst,
+                               lastVerifyDuration: lastVerifyDuration, lastVerify: lastVerify, lastApply: lastApply)
+    }
+
+    /// Rewrites the metrics textfile (atomically) after a change or when it is
+    /// older than `textfileInterval`, so the verify loop rarely pays for it.
+    func updateTextfile(force: Bool) {
+        guard let path = configuration.metricsTextfile else { return }
+        let now = ContinuousClock.now
+        if !force, let written = textfileWritten, now - written < Self.textfileInterval { return }
+        do {
+            try writeDurably(Array(metrics().render().utf8), to: path)
+            textfileWritten = now
+        } catch {
+            logger.error("metrics textfile: \(error.message)")
+        }
+    }
 
     /// One line for `systemctl status` (STATUS=), from the state alone.
     public var statusLine: String {
