@@ -151,7 +151,8 @@ final class DaemonLifecycleTests: NodeTestCase {
                                      TestPaths.nodeguardd, "--config", node.configPath, "--state-dir", node.stateDirectory,
                                      "--socket", node.socketPath])
         XCTAssertEqual(result.status, 1)
-        XCTAssertTrue(result.stderr.contains("permission denied") && result.stderr.contains("CAP_NET_ADMIN"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("permission denied") && result.stderr.contains("CAP_NET_ADMIN"),
+                      "status \(result.status), stdout '\(result.stdout)', stderr '\(result.stderr)'")
         XCTAssertTrue(try node.mangleRules().isEmpty, "nothing was written")
         XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv4, 31002))
     }

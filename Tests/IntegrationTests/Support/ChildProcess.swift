@@ -16,6 +16,7 @@ final class ChildProcess {
     /// stdin/stdout/stderr (nil: /dev/null) and extra environment variables.
     init(_ arguments: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
          environment: [String: String] = [:]) throws {
+        _ = Self.standardDescriptorsOpen
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -52,6 +53,17 @@ final class ChildProcess {
         }
         pid = child
     }
+
+    /// CI runs the tests without standard input. With descriptor 0 closed, a
+    /// pipe could be given descriptor 0, and the child's "stdin from
+    /// /dev/null" would replace it before it is dup'ed to stdout: output lost.
+    /// So 0, 1 and 2 are kept open (on /dev/null) in this process.
+    private static let standardDescriptorsOpen: Bool = {
+        for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) < 0 {
+            _ = open("/dev/null", O_RDWR)   // takes the lowest free descriptor: this one
+        }
+        return true
+    }()
 
     var isRunning: Bool {
         reap(blocking: false)
