@@ -31,6 +31,8 @@ probe() { # probe ORIGIN-NS PROTO HOST PORT -> prints answered/no answer
 }
 expect() { # expect WANT ORIGIN-NS PROTO HOST PORT LABEL
   local got; got=$(probe "$2" "$3" "$4" "$5")
+  # An open port gets a second try: a first packet lost on a busy machine is not a closed port.
+  if [ "$got" != "$1" ] && [ "$1" = open ]; then got=$(probe "$2" "$3" "$4" "$5"); fi
   if [ "$got" = "$1" ]; then mark="✔"; else mark="✘"; failures=$((failures + 1)); fi
   printf '  %s %-48s %s\n' "$mark" "$6" "$got"
 }

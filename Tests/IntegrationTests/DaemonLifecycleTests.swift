@@ -12,7 +12,7 @@ final class DaemonLifecycleTests: NodeTestCase {
         try node.writeDenyList(#"{"version": 1, "blocked": [{"port": 31002}]}"#)
         try node.startDaemon()
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
-        XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv4, 31003))
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31003))
 
         // Applying the same list again commits nothing.
         let commits = try node.status()["commits"] as? Int
@@ -24,7 +24,7 @@ final class DaemonLifecycleTests: NodeTestCase {
         node.signalDaemon(SIGHUP)
         XCTAssertTrue(try node.eventually { try node.mangleRules().contains { $0.contains("--dport 31003") } })
         XCTAssertFalse(try node.mangleRules().contains { $0.contains("--dport 31002") }, "ports no longer listed are removed")
-        XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002))
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31003))
 
         // A bad file: the error names the entry and field, the old list stays.
@@ -69,7 +69,7 @@ final class DaemonLifecycleTests: NodeTestCase {
         let state = try String(contentsOfFile: node.stateDirectory + "/runtime.json", encoding: .utf8)
         XCTAssertTrue(state.contains("31002") && state.contains("SEC-1") && state.contains("ipv4"), state)
         XCTAssertFalse(try node.mangleRules(ipv6: true).contains { $0.contains("--dport 31002") }, "family ipv4 only")
-        XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv6, 31002), "IPv6 stays open for an ipv4-only block")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv6, 31002), "IPv6 stays open for an ipv4-only block")
         XCTAssertEqual(try node.ctl("unblock", "31002").status, 0)
         let after = try String(contentsOfFile: node.stateDirectory + "/runtime.json", encoding: .utf8)
         XCTAssertFalse(after.contains("31002"), after)
@@ -87,7 +87,7 @@ final class DaemonLifecycleTests: NodeTestCase {
         let v6 = try runCommand(["ip", "netns", "exec", node.node, "ip6tables-legacy-save", "-t", "mangle"]).stdout
         XCTAssertFalse(v4.contains("NODEGUARD") || v6.contains("NODEGUARD"), v4 + v6)
         XCTAssertTrue(v4.contains("-A PREROUTING -j MARK --set-xmark 0x7/0xffffffff") && v4.contains(":FOREIGN"), v4)
-        XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002))
         // Running it again finds nothing to do.
         XCTAssertEqual(try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules"]).status, 0)
     }
@@ -107,7 +107,7 @@ final class DaemonLifecycleTests: NodeTestCase {
         }
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv6, 31003, from: .node))
-        XCTAssertTrue(try node.answers("tcp", TestNode.podIPv4, 31002), "pod traffic still flows")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 31002), "pod traffic still flows")
         XCTAssertEqual(try node.status()["commits"] as? Int, 2, "one commit per family")
     }
 
@@ -154,6 +154,6 @@ final class DaemonLifecycleTests: NodeTestCase {
         XCTAssertTrue(result.stderr.contains("permission denied") && result.stderr.contains("CAP_NET_ADMIN"),
                       "status \(result.status), stdout '\(result.stdout)', stderr '\(result.stderr)'")
         XCTAssertTrue(try node.mangleRules().isEmpty, "nothing was written")
-        XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002))
     }
 }

@@ -34,14 +34,14 @@ final class NodePortBlockTests: NodeTestCase {
 
         // 1. Before: the NodePort answers remote and local clients, IPv4 and IPv6.
         for (host, origin) in [(v4, TestNode.Origin.client), (v6, .client), (v4, .node), (v6, .node)] {
-            XCTAssertTrue(try node.answers("tcp", host, 31002, from: origin), "NodePort 31002 must answer \(origin) on \(host) before any block")
+            XCTAssertTrue(try node.isOpen("tcp", host, 31002, from: origin), "NodePort 31002 must answer \(origin) on \(host) before any block")
         }
-        XCTAssertTrue(try node.answers("udp", v4, 31900), "UDP NodePort 31900 must answer before any block")
+        XCTAssertTrue(try node.isOpen("udp", v4, 31900), "UDP NodePort 31900 must answer before any block")
 
         // The manual "fix" that does not work: kube-proxy DNATs before filter INPUT.
         try node.inNode("iptables-legacy -I INPUT -p tcp --dport 31002 -j DROP && ip6tables-legacy -I INPUT -p tcp --dport 31002 -j DROP")
-        XCTAssertTrue(try node.answers("tcp", v4, 31002), "a filter INPUT DROP does not close a NodePort (IPv4)")
-        XCTAssertTrue(try node.answers("tcp", v6, 31002), "a filter INPUT DROP does not close a NodePort (IPv6)")
+        XCTAssertTrue(try node.isOpen("tcp", v4, 31002), "a filter INPUT DROP does not close a NodePort (IPv4)")
+        XCTAssertTrue(try node.isOpen("tcp", v6, 31002), "a filter INPUT DROP does not close a NodePort (IPv6)")
         // The futile rule goes again: it would drop replies to the node's own
         // connections from port 31002, which this test checks NodeGuard does not.
         try node.inNode("iptables-legacy -D INPUT -p tcp --dport 31002 -j DROP && ip6tables-legacy -D INPUT -p tcp --dport 31002 -j DROP")
@@ -61,13 +61,13 @@ final class NodePortBlockTests: NodeTestCase {
         // Nothing else breaks: another NodePort, pod traffic routed through the
         // node to a pod listening on 31002, and replies to the node's own
         // connection from local port 31002.
-        XCTAssertTrue(try node.answers("tcp", v4, 31003), "another NodePort must still answer")
-        XCTAssertTrue(try node.answers("tcp", v6, 31003, from: .node), "another NodePort must still answer locally")
-        XCTAssertTrue(try node.answers("tcp", TestNode.podIPv4, 31002), "routed traffic to a pod on port 31002 must flow")
-        XCTAssertTrue(try node.answers("tcp", TestNode.podIPv6, 31002), "routed IPv6 traffic to a pod on port 31002 must flow")
-        XCTAssertTrue(try node.answers("tcp", TestNode.podIPv4, 8200, from: .node, sourcePort: 31002),
+        XCTAssertTrue(try node.isOpen("tcp", v4, 31003), "another NodePort must still answer")
+        XCTAssertTrue(try node.isOpen("tcp", v6, 31003, from: .node), "another NodePort must still answer locally")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 31002), "routed traffic to a pod on port 31002 must flow")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv6, 31002), "routed IPv6 traffic to a pod on port 31002 must flow")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 8200, from: .node, sourcePort: 31002),
                       "a connection the node opens from local port 31002 must get its replies")
-        XCTAssertTrue(try node.answers("tcp", TestNode.podIPv6, 8200, from: .node, sourcePort: 31002),
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv6, 8200, from: .node, sourcePort: 31002),
                       "an IPv6 connection the node opens from local port 31002 must get its replies")
 
         // The kernel's own read-back is exactly NodeGuard's rules, and explains itself.
@@ -85,9 +85,9 @@ final class NodePortBlockTests: NodeTestCase {
         XCTAssertEqual(try node.ctl("unblock", "31002").status, 0)
         XCTAssertEqual(try node.ctl("unblock", "31900/udp").status, 0)
         for (host, origin) in [(v4, TestNode.Origin.client), (v6, .client), (v4, .node), (v6, .node)] {
-            XCTAssertTrue(try node.answers("tcp", host, 31002, from: origin), "31002 must answer \(origin) on \(host) after unblock")
+            XCTAssertTrue(try node.isOpen("tcp", host, 31002, from: origin), "31002 must answer \(origin) on \(host) after unblock")
         }
-        XCTAssertTrue(try node.answers("udp", v4, 31900), "UDP NodePort 31900 must answer after unblock")
+        XCTAssertTrue(try node.isOpen("udp", v4, 31900), "UDP NodePort 31900 must answer after unblock")
         XCTAssertFalse(try node.mangleRules().contains { $0.contains("--dport 31002") })
     }
 
@@ -101,10 +101,10 @@ final class NodePortBlockTests: NodeTestCase {
             ]}
             """)
         try node.startDaemon()
-        XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv4, 31002), "the allowed IPv4 client keeps access")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002), "the allowed IPv4 client keeps access")
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv6, 31002), "no IPv6 source is allowed for 31002")
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31003), "the client is not in 31003's IPv4 allow list")
-        XCTAssertTrue(try node.answers("tcp", TestNode.nodeIPv6, 31003), "the client's IPv6 network is allowed for 31003")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv6, 31003), "the client's IPv6 network is allowed for 31003")
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002, from: .node), "the node itself is not allowed for 31002")
     }
 }

@@ -168,6 +168,14 @@ final class TestNode {
         return try runCommand(args).succeeded
     }
 
+    /// For checks that a port is open: one retry, so a first packet lost on a
+    /// busy machine does not fail a test (a closed port fails both tries).
+    func isOpen(_ proto: String = "tcp", _ host: String, _ port: Int, from origin: Origin = .client,
+                sourcePort: Int? = nil) throws -> Bool {
+        try answers(proto, host, port, from: origin, sourcePort: sourcePort)
+            || answers(proto, host, port, from: origin, sourcePort: sourcePort, timeout: 2.0)
+    }
+
     // MARK: NodeGuard
 
     func writeDenyList(_ json: String) throws {
