@@ -18,7 +18,7 @@ struct NodeGuardCtl: ParsableCommand {
         Exit codes: 0 success, 1 the request failed (message on stderr), 2 usage error, \
         3 nodeguardd not reachable.
         """,
-        subcommands: [Block.self, Unblock.self, List.self, Status.self, Reload.self, Metrics.self, Validate.self]
+        subcommands: [Block.self, Unblock.self, List.self, Status.self, NodePorts.self, Reload.self, Metrics.self, Validate.self]
     )
 
     static func main() {
@@ -191,6 +191,33 @@ extension NodeGuardCtl {
         }
     }
 
+    struct NodePorts: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "nodeports",
+            abstract: "List every NodePort kube-proxy exposes on this node, its service, and whether it is blocked.")
+
+        @OptionGroup var socket: SocketOption
+
+        @Flag(help: "Print JSON for scripts.")
+        var json = false
+
+        func run() throws {
+            let result = try socket.send(.nodeports)
+            if json { return print(JSON.serialize(result, pretty: true)) }
+            let ports = result["nodeports"]?.arrayValue ?? []
+            if ports.isEmpty { print("no NodePorts found (kube-proxy in iptables mode writes them to KUBE-NODEPORTS)") }
+            var rows = [["PORT", "FAMILY", "BLOCKED", "SERVICE", "FROM"]]
+            for port in ports {
+                rows.append(["\(text(port["port"]))/\(text(port["protocol"]))", text(port["family"]),
+                             port["blocked"]?.boolValue == true ? "yes" : "no", text(port["service"]), text(port["source"])])
+            }
+            if !ports.isEmpty { printTable(rows) }
+            for problem in (result["problems"]?.arrayValue ?? []).compactMap(\.stringValue) {
+                FileHandle.standardError.write(Data("nodeguardctl: could not read \(problem)\n".utf8))
+            }
+        }
+    }
+
     struct Metrics: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print drop counters and the daemon's figures in the Prometheus text format.")
@@ -238,11 +265,22 @@ func printEntries(_ entries: [JSONValue], withCounters: Bool) {
             let allowed = (entry["allowFrom"]?.arrayValue ?? []).compactMap(\.stringValue)
             fourth = allowed.isEmpty ? "-" : allowed.joined(separator: ",")
         }
-        rows.append([key, text(entry["family"]), text(entry["source"]), fourth, entry["reason"]?.stringValue ?? "-"])
+        var reason = entry["reason"]?.stringValue ?? "-"
+        if let services = entry["services"]?.arrayValue?.compactMap(\.stringValue), !services.isEmpty {
+            reason += " [\(services.joined(separator: ", "))]"
+        }
+        if let warning = entry["warning"]?.stringValue { reason += " WARNING: \(warning)" }
+        rows.append([key, text(entry["family"]), text(entry["source"]), fourth, reason])
     }
-    let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    printTable(rows)
+}
+
+/// Prints rows in aligned columns; the last column is not padded.
+func printTable(_ rows: [[String]]) {
+    guard let columns = rows.first?.count, columns > 0 else { return }
+    let widths = (0..<columns - 1).map { column in rows.map { $0[column].count }.max() ?? 0 }
     for row in rows {
-        let padded = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-        print((padded + [row[4]]).joined(separator: "  "))
+        let padded = (0..<columns - 1).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+        print((padded + [row[columns - 1]]).joined(separator: "  "))
     }
 }

@@ -22,14 +22,14 @@ public struct LibIPTCBackend: NetfilterBackend {
         self.lockTimeout = lockTimeout
     }
 
-    public func mangleTableExists(_ family: AddressFamily) -> Bool {
+    public func tableExists(_ name: String, _ family: AddressFamily) -> Bool {
         let file = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return false }
-        return text.split(separator: "\n").contains("mangle")
+        return text.split(separator: "\n").contains(Substring(name))
     }
 
-    public func withMangleTable<T>(
-        _ family: AddressFamily,
+    public func withTable<T>(
+        _ name: String, _ family: AddressFamily,
         _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> (result: T, committed: Bool) {
         try XtablesLock.withLock(path: lockPath, timeout: lockTimeout) { () throws(NodeGuardError) in
@@ -37,7 +37,7 @@ public struct LibIPTCBackend: NetfilterBackend {
             defer { Self.libraryLock.unlock() }
             var attempt = 1
             while true {
-                let snapshot = try IPTCSnapshot(family: family)
+                let snapshot = try IPTCSnapshot(family: family, table: name)
                 defer { snapshot.close() }
                 let result = try body(snapshot)
                 guard snapshot.changed else { return (result, false) }
@@ -79,12 +79,15 @@ final class IPTCSnapshot: MangleTableSnapshot {
     private var familyName: String { family == .ipv4 ? "IPv4" : "IPv6" }
     private var af: Int32 { family == .ipv4 ? AF_INET : AF_INET6 }
 
-    init(family: AddressFamily) throws(NodeGuardError) {
+    let tableName: String
+
+    init(family: AddressFamily, table name: String) throws(NodeGuardError) {
         self.family = family
+        tableName = name
         var error: Int32 = 0
-        table = ngiptc_open(family == .ipv4 ? AF_INET : AF_INET6, "mangle", &error)
+        table = ngiptc_open(family == .ipv4 ? AF_INET : AF_INET6, name, &error)
         if table == nil {
-            throw netfilterError(error, family: family, doing: "reading the \(family == .ipv4 ? "IPv4" : "IPv6") mangle table")
+            throw netfilterError(error, family: family, doing: "reading the \(family == .ipv4 ? "IPv4" : "IPv6") \(name) table")
         }
     }
 
@@ -96,7 +99,7 @@ final class IPTCSnapshot: MangleTableSnapshot {
     private func check(_ status: Int32, _ error: Int32, _ action: @autoclosure () -> String) throws(NodeGuardError) {
         guard status < 0 else { return }
         lastErrno = error
-        throw netfilterError(error, family: family, doing: "\(action()) in the \(familyName) mangle table")
+        throw netfilterError(error, family: family, doing: "\(action()) in the \(familyName) \(tableName) table")
     }
 
     func commit() throws(NodeGuardError) {
@@ -204,7 +207,12 @@ final class IPTCSnapshot: MangleTableSnapshot {
                     comment: comment, target: target)
             }
         }
-        return ObservedRule(spec: spec, target: target, comment: comment, packets: info.packets, bytes: info.bytes)
+        var observed = ObservedRule(spec: spec, target: target, comment: comment, packets: info.packets, bytes: info.bytes)
+        observed.protocolNumber = c.protocol
+        if c.has_destination_ports != 0, c.destination_port_first <= c.destination_port_last {
+            observed.destinationPorts = c.destination_port_first...c.destination_port_last
+        }
+        return observed
     }
 
     private static func copyCString<Buffer>(_ text: String, into buffer: inout Buffer) {

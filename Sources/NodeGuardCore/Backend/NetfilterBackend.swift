@@ -15,16 +15,27 @@ public protocol MangleTableSnapshot: AnyObject {
 /// Where NodeGuard's rules live. The production backend is libiptc
 /// (`LibIPTCBackend`); the protocol keeps the reconciler independent of it.
 public protocol NetfilterBackend: Sendable {
-    /// Runs `body` on a fresh snapshot of `family`'s mangle table while holding
+    /// Runs `body` on a fresh snapshot of `family`'s table `name` while holding
     /// the xtables lock, then commits once if `body` changed anything.
     /// Returns `body`'s result and whether a commit happened. If the commit
     /// loses a race (EAGAIN), `body` runs again on a new snapshot.
-    func withMangleTable<T>(
-        _ family: AddressFamily,
+    func withTable<T>(
+        _ name: String, _ family: AddressFamily,
         _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> (result: T, committed: Bool)
 
-    /// Whether the kernel already has this family's mangle table; asking must
-    /// not create it.
-    func mangleTableExists(_ family: AddressFamily) -> Bool
+    /// Whether the kernel already has this legacy table; asking must not
+    /// create it (opening a table through libiptc does).
+    func tableExists(_ name: String, _ family: AddressFamily) -> Bool
+}
+
+extension NetfilterBackend {
+    public func withMangleTable<T>(
+        _ family: AddressFamily,
+        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+    ) throws(NodeGuardError) -> (result: T, committed: Bool) {
+        try withTable("mangle", family, body)
+    }
+
+    public func mangleTableExists(_ family: AddressFamily) -> Bool { tableExists("mangle", family) }
 }

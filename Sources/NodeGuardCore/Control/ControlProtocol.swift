@@ -5,7 +5,7 @@
 ///     <- {"version":1,"ok":true,"result":{...}}
 ///     <- {"version":1,"ok":false,"error":{"code":"config_entry","message":"..."}}
 ///
-/// Commands: block (entry), unblock (port, protocol), list, status, reload, metrics.
+/// Commands: block (entry), unblock (port, protocol), list, status, reload, metrics, nodeports.
 public enum ControlProtocol {
     public static let version = 1
     /// A longer line is refused with `message_too_large` and the connection closed.
@@ -20,6 +20,7 @@ public enum ControlRequest: Sendable, Hashable {
     case status
     case reload
     case metrics
+    case nodeports
 
     public var command: String {
         switch self {
@@ -29,6 +30,7 @@ public enum ControlRequest: Sendable, Hashable {
         case .status: "status"
         case .reload: "reload"
         case .metrics: "metrics"
+        case .nodeports: "nodeports"
         }
     }
 
@@ -36,7 +38,7 @@ public enum ControlRequest: Sendable, Hashable {
     public var isMutating: Bool {
         switch self {
         case .block, .unblock, .reload: true
-        case .list, .status, .metrics: false
+        case .list, .status, .metrics, .nodeports: false
         }
     }
 
@@ -50,7 +52,7 @@ public enum ControlRequest: Sendable, Hashable {
         case .unblock(let key):
             fields["port"] = .number(String(key.port))
             fields["protocol"] = .string(key.transport.rawValue)
-        case .list, .status, .reload, .metrics: break
+        case .list, .status, .reload, .metrics, .nodeports: break
         }
         return JSON.serialize(.object(fields))
     }
@@ -78,7 +80,7 @@ public enum ControlRequest: Sendable, Hashable {
                 "version: \(JSON.serialize(version)) is not supported (this daemon speaks version \(ControlProtocol.version))")
         }
         guard case .string(let command)? = fields["command"] else {
-            throw NodeGuardError(.invalidRequest, "command: missing or not a string (one of block, unblock, list, status, reload, metrics)")
+            throw NodeGuardError(.invalidRequest, "command: missing or not a string (one of block, unblock, list, status, reload, metrics, nodeports)")
         }
         let allowed: Set<String>
         let request: ControlRequest
@@ -110,8 +112,9 @@ public enum ControlRequest: Sendable, Hashable {
         case "status": allowed = ["version", "command"]; request = .status
         case "reload": allowed = ["version", "command"]; request = .reload
         case "metrics": allowed = ["version", "command"]; request = .metrics
+        case "nodeports": allowed = ["version", "command"]; request = .nodeports
         default:
-            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(command)\" (one of block, unblock, list, status, reload, metrics)")
+            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(command)\" (one of block, unblock, list, status, reload, metrics, nodeports)")
         }
         if let unknown = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw NodeGuardError(.invalidRequest, "\(unknown): unknown field for command \(command)")

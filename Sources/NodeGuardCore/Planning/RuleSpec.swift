@@ -65,6 +65,10 @@ public struct ObservedRule: Sendable, Hashable, CustomStringConvertible {
     public var comment: String
     public var packets: UInt64
     public var bytes: UInt64
+    /// The IP protocol and tcp/udp/sctp destination ports, read even from
+    /// foreign rules (kube-proxy's NodePort rules, for one).
+    public var protocolNumber: UInt8 = 0
+    public var destinationPorts: ClosedRange<UInt16>?
 
     public init(spec: RuleSpec?, target: String, comment: String, packets: UInt64 = 0, bytes: UInt64 = 0) {
         self.spec = spec

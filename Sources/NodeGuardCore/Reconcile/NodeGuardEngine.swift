@@ -126,7 +126,8 @@ public final class NodeGuardEngine {
             case .block(let entry): response = .success(try block(entry))
             case .unblock(let key): response = .success(try unblock(key))
             case .reload: response = .success(try reload())
-            case .list: response = .success(.object(["entries": .array(entryReports(counters: [:]))]))
+            case .list: response = .success(.object(["entries": .array(entryReports(counters: [:], nodePorts: nodePorts()))]))
+            case .nodeports: response = .success(nodePortReport())
             case .status: response = .success(status())
             case .metrics: response = .success(.object(["text": .string(metrics().render())]))
             }
@@ -140,7 +141,7 @@ public final class NodeGuardEngine {
             case .block(let entry): details["entry"] = DenyListCodec.encodeEntry(entry)
             case .unblock(let key): details["port"] = .string(key.description)
             case .reload: details["config"] = .string(configuration.configPath)
-            case .list, .status, .metrics: break
+            case .list, .status, .metrics, .nodeports: break
             }
             if case .success(let result) = response, let changes = result["changes"] { details["changes"] = changes }
             var error: String?
@@ -301,10 +302,36 @@ public final class NodeGuardEngine {
         return line
     }
 
-    func entryReports(counters: [PortKey: DropCounters]) -> [JSONValue] {
-        effectiveEntries.map { entry, source in
+    func nodePorts() -> NodePortReader.Result {
+        NodePortReader.read(backend: reconciler.backend, families: reconciler.families)
+    }
+
+    /// Every NodePort on the node, its service, and whether NodeGuard blocks it.
+    func nodePortReport() -> JSONValue {
+        let found = nodePorts()
+        let blocked = Dictionary(effectiveEntries.map { ($0.entry.key, $0.entry) }) { first, _ in first }
+        let ports: [JSONValue] = found.nodePorts.map { nodePort in
+            let entry = blocked[nodePort.key]
+            return .object([
+                "port": .integer(nodePort.key.port), "protocol": .string(nodePort.key.transport.rawValue),
+                "family": .string(nodePort.family.rawValue), "service": .string(nodePort.service),
+                "source": .string(nodePort.source),
+                "blocked": .bool(entry?.family.includes(nodePort.family) ?? false),
+            ])
+        }
+        return .object(["nodeports": .array(ports), "problems": .array(found.problems.map { .string($0) })])
+    }
+
+    func entryReports(counters: [PortKey: DropCounters], nodePorts: NodePortReader.Result) -> [JSONValue] {
+        let services = Dictionary(grouping: nodePorts.nodePorts, by: \.key).mapValues { Array(Set($0.map(\.service))).sorted() }
+        return effectiveEntries.map { entry, source in
             guard case .object(var fields) = DenyListCodec.encodeEntry(entry) else { return .null }
             fields["source"] = .string(source.rawValue)
+            if let names = services[entry.key] {
+                fields["services"] = .array(names.map { .string($0) })
+            } else if nodePorts.problems.isEmpty {
+                fields["warning"] = .string("no NodePort on this node uses \(entry.key); a typo in the deny-list?")
+            }
             if let counter = counters[entry.key] {
                 fields["dropped"] = .object(["packets": .integer(counter.packets), "bytes": .integer(counter.bytes)])
             }
@@ -337,7 +364,7 @@ public final class NodeGuardEngine {
             "stateDirectory": .string(configuration.stateDirectory),
             "verifyIntervalMs": .integer(configuration.verifyInterval.components.seconds * 1000
                                          + configuration.verifyInterval.components.attoseconds / 1_000_000_000_000_000),
-            "entries": .array(entryReports(counters: counters)),
+            "entries": .array(entryReports(counters: counters, nodePorts: nodePorts())),
             "hooks": .object(hooks),
             "hooksFirst": .bool(hooksFirst),
             "repairs": .integer(repairCount),
