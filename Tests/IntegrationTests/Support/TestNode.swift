@@ -161,19 +161,35 @@ final class TestNode {
     /// Whether a request from `origin` to HOST:PORT gets an answer.
     func answers(_ proto: String = "tcp", _ host: String, _ port: Int, from origin: Origin = .client,
                  sourcePort: Int? = nil, timeout: Double = 1.0) throws -> Bool {
+        try probe(proto, host, port, from: origin, sourcePort: sourcePort, timeout: timeout).succeeded
+    }
+
+    func probe(_ proto: String, _ host: String, _ port: Int, from origin: Origin,
+               sourcePort: Int?, timeout: Double) throws -> CommandResult {
         var args = ["ip", "netns", "exec", origin == .client ? client : node, "python3",
                     TestPaths.fixtures.appendingPathComponent("probe.py").path, proto, host, String(port),
                     "--timeout", String(timeout)]
         if let sourcePort { args += ["--source-port", String(sourcePort)] }
-        return try runCommand(args).succeeded
+        return try runCommand(args)
     }
 
     /// For checks that a port is open: one retry, so a first packet lost on a
     /// busy machine does not fail a test (a closed port fails both tries).
     func isOpen(_ proto: String = "tcp", _ host: String, _ port: Int, from origin: Origin = .client,
                 sourcePort: Int? = nil) throws -> Bool {
-        try answers(proto, host, port, from: origin, sourcePort: sourcePort)
-            || answers(proto, host, port, from: origin, sourcePort: sourcePort, timeout: 2.0)
+        var failures: [String] = []
+        for timeout in [1.0, 2.0, 3.0] {
+            let result = try probe(proto, host, port, from: origin, sourcePort: sourcePort, timeout: timeout)
+            if result.succeeded {
+                if !failures.isEmpty { print("note: \(proto) \(host):\(port) answered after \(failures)") }
+                return true
+            }
+            failures.append("exit \(result.status): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        // Left in the test log for whoever looks into it.
+        print("probe \(proto) \(host):\(port) from \(origin) failed: \(failures)\n" +
+              ((try? inNode("conntrack -L 2>/dev/null | head -20; ip -s link; iptables-legacy -t mangle -L -v -n | head -20").stdout) ?? ""))
+        return false
     }
 
     // MARK: NodeGuard
