@@ -1,3 +1,4 @@
+import NodeGuardCore
 import XCTest
 
 #if canImport(Glibc)

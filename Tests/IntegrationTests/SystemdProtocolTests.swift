@@ -1,4 +1,5 @@
 import Foundation
+import NodeGuardCore
 import XCTest
 
 #if canImport(Glibc)

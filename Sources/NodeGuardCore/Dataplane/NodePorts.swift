@@ -61,20 +61,15 @@ public enum NodePortReader {
         guard let path = ["/usr/sbin/", "/sbin/", "/usr/bin/"].map({ $0 + tool }).first(where: FileManager.default.isExecutableFile) else {
             return .success([])   // no nft backend installed: nothing of kube-proxy's can be there
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["-t", "nat"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch {
-            return .failure(NodeGuardError(.ioFailure, "\(tool): \(error.localizedDescription)"))
+        let result: (status: Int32, stdout: Data, stderr: Data)
+        do { result = try runProgram([path, "-t", "nat"], timeout: .seconds(5)) } catch {
+            return .failure(NodeGuardError(.ioFailure, "\(tool): \(error.message)"))
         }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            return .failure(NodeGuardError(.ioFailure, "\(tool) -t nat exited with \(process.terminationStatus)"))
+        guard result.status == 0 else {
+            let reason = String(decoding: result.stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return .failure(NodeGuardError(.ioFailure, "\(tool) -t nat exited with \(result.status): \(reason)"))
         }
+        let data = result.stdout
         return .success(parseSave(String(decoding: data, as: UTF8.self), family: family, source: "iptables-nft"))
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NodeGuardCore
 
 #if canImport(Glibc)
 import Glibc

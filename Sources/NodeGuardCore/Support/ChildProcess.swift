@@ -5,17 +5,18 @@ import Glibc
 #endif
 
 /// A child process started with posix_spawn and reaped with waitpid on its own
-/// pid. Foundation's Process is not used in these tests: its shared SIGCHLD
-/// reaper hung (blocking in wait4 on a live child, or never noticing an exit)
-/// when a child left a background process behind or exec'd another program.
-final class ChildProcess {
-    let pid: pid_t
+/// pid. Foundation's Process is not used: its shared SIGCHLD reaper hung
+/// (blocking in wait4 on a live child, or never noticing an exit) when a child
+/// left a background process behind or exec'd another program, and a hang in
+/// the reconcile loop would cost the daemon its watchdog.
+public final class ChildProcess {
+    public let pid: pid_t
     private var exitStatus: Int32?
 
     /// Starts `arguments` (looked up on PATH) with the given descriptors as
     /// stdin/stdout/stderr (nil: /dev/null) and extra environment variables.
-    init(_ arguments: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
-         environment: [String: String] = [:]) throws {
+    public init(_ arguments: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
+         environment: [String: String] = [:]) throws(NodeGuardError) {
         _ = Self.standardDescriptorsOpen
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -49,7 +50,7 @@ final class ChildProcess {
         var child: pid_t = 0
         let result = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, envp)
         guard result == 0 else {
-            throw TestNodeError("cannot start \(arguments[0]): \(String(cString: strerror(result)))")
+            throw NodeGuardError(.ioFailure, "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
         }
         pid = child
     }
@@ -65,19 +66,19 @@ final class ChildProcess {
         return true
     }()
 
-    var isRunning: Bool {
+    public var isRunning: Bool {
         reap(blocking: false)
         return exitStatus == nil
     }
 
     /// Waits for the child and returns its exit status (128 + signal if killed).
     @discardableResult
-    func wait() -> Int32 {
+    public func wait() -> Int32 {
         reap(blocking: true)
         return exitStatus ?? -1
     }
 
-    func signal(_ signal: Int32) {
+    public func signal(_ signal: Int32) {
         if isRunning { kill(pid, signal) }
     }
 
@@ -93,14 +94,22 @@ final class ChildProcess {
     }
 }
 
-/// Reads all of two pipes until both are closed.
-func readAll(_ out: Int32, _ err: Int32) -> (Data, Data) {
+/// Reads all of two pipes until both are closed, or until `deadline`.
+public func readAll(_ out: Int32, _ err: Int32, deadline: ContinuousClock.Instant? = nil) -> (Data, Data) {
     var buffers = [Data(), Data()]
     var fds = [pollfd(fd: out, events: Int16(POLLIN), revents: 0), pollfd(fd: err, events: Int16(POLLIN), revents: 0)]
     var open = 2
     var chunk = [UInt8](repeating: 0, count: 65536)
     while open > 0 {
-        if poll(&fds, 2, -1) < 0 { if errno == EINTR { continue } else { break } }
+        var wait: Int32 = -1
+        if let deadline {
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { break }
+            wait = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+        }
+        let ready = poll(&fds, 2, wait)
+        if ready < 0 { if errno == EINTR { continue } else { break } }
+        if ready == 0 { continue }
         for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
             let n = read(fds[i].fd, &chunk, chunk.count)
             if n > 0 {
@@ -115,19 +124,23 @@ func readAll(_ out: Int32, _ err: Int32) -> (Data, Data) {
 }
 
 /// A pipe whose ends are closed on exec (the child gets its end through dup2).
-func makePipe() throws -> (read: Int32, write: Int32) {
+public func makePipe() throws(NodeGuardError) -> (read: Int32, write: Int32) {
     var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { throw TestNodeError("pipe failed") }
+    guard pipe(&fds) == 0 else { throw ioError("cannot create a pipe") }
     for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     return (fds[0], fds[1])
 }
 
-/// Polls `condition` until it holds or `timeout` seconds pass.
-func eventually(_ timeout: Double, every interval: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    repeat {
-        if try condition() { return true }
-        usleep(useconds_t(interval * 1_000_000))
-    } while Date() < deadline
-    return false
+/// Runs a program to completion with a time limit and returns its exit status
+/// and output. Past the limit it is killed and the status is 128 + SIGKILL.
+public func runProgram(_ arguments: [String], timeout: Duration) throws(NodeGuardError) -> (status: Int32, stdout: Data, stderr: Data) {
+    let out = try makePipe(), err = try makePipe()
+    let child = try ChildProcess(arguments, stdout: out.write, stderr: err.write)
+    close(out.write)
+    close(err.write)
+    let (stdout, stderr) = readAll(out.read, err.read, deadline: .now + timeout)
+    close(out.read)
+    close(err.read)
+    if child.isRunning { child.signal(SIGKILL) }
+    return (child.wait(), stdout, stderr)
 }
