@@ -189,7 +189,10 @@ final class TestNode {
         }
         // Left in the test log for whoever looks into it.
         print("probe \(proto) \(host):\(port) from \(origin) failed: \(failures)\n" +
-              ((try? inNode("conntrack -L 2>/dev/null | head -20; ip -s link; iptables-legacy -t mangle -L -v -n | head -20").stdout) ?? ""))
+              ((try? inNode("ip -s link; iptables-legacy -t mangle -L -v -n | head -20").stdout) ?? "") +
+              "pod listeners:\n" + ((try? runCommand(["ip", "netns", "exec", pod, "ss", "-ltnup"]).stdout) ?? "") +
+              "pod pids: " + ((try? runCommand(["ip", "netns", "pids", pod]).stdout) ?? "") +
+              "servers alive: \(processes.first?.isRunning ?? false)")
         return false
     }
 
