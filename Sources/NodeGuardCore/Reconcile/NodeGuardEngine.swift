@@ -263,13 +263,22 @@ public final class NodeGuardEngine {
     // MARK: reports
 
     /// Reads the tables once for counters and hook positions.
-    func metrics() -> MetricsSnapshot {
-        let inspections = (try? reconciler.inspect()) ?? []
-        let sources = Dictionary(grouping: effectiveEntries, by: \.source).mapValues(\.count)
+    /// One read of both tables, and the health it implies: status and metrics
+    /// must agree on what "healthy" means.
+    func tableHealth() -> (inspections: [TableInspection], hooksFirst: Bool, readError: String?, healthy: Bool) {
+        var inspections: [TableInspection] = []
+        var readError: String?
+        do { inspections = try reconciler.inspect() } catch { readError = error.message }
         let hooksFirst = inspections.count == reconciler.families.count
             && inspections.allSatisfy { $0.hookFirst.values.allSatisfy { $0 } }
-        return MetricsSnapshot(inspections: inspections, blockedBySource: sources, repairs: repairCount,
-                               commits: reconciler.commitCount, healthy: lastError == nil && hooksFirst,
+        return (inspections, hooksFirst, readError, lastError == nil && readError == nil && hooksFirst)
+    }
+
+    func metrics() -> MetricsSnapshot {
+        let health = tableHealth()
+        let sources = Dictionary(grouping: effectiveEntries, by: \.source).mapValues(\.count)
+        return MetricsSnapshot(inspections: health.inspections, blockedBySource: sources, repairs: repairCount,
+                               commits: reconciler.commitCount, healthy: health.healthy,
                                lastVerifyDuration: lastVerifyDuration, lastVerify: lastVerify, lastApply: lastApply)
     }
 
@@ -340,24 +349,16 @@ public final class NodeGuardEngine {
     }
 
     func status() -> JSONValue {
+        let health = tableHealth()
         var counters: [PortKey: DropCounters] = [:]
         var hooks: [String: JSONValue] = [:]
-        var hooksFirst = true
-        var readError: String?
-        do {
-            for inspection in try reconciler.inspect() {
-                for (key, value) in inspection.dropCounters { counters[key, default: DropCounters()] = counters[key, default: DropCounters()] + value }
-                hooks[inspection.family.rawValue] = .object(inspection.hookFirst.mapValues { .bool($0) })
-                hooksFirst = hooksFirst && inspection.hookFirst.values.allSatisfy { $0 }
-            }
-            if hooks.count < reconciler.families.count { hooksFirst = false }
-        } catch {
-            readError = error.message
-            hooksFirst = false
+        for inspection in health.inspections {
+            for (key, value) in inspection.dropCounters { counters[key, default: DropCounters()] = counters[key, default: DropCounters()] + value }
+            hooks[inspection.family.rawValue] = .object(inspection.hookFirst.mapValues { .bool($0) })
         }
         let iso = ISO8601DateFormatter()
         var fields: [String: JSONValue] = [
-            "healthy": .bool(lastError == nil && readError == nil && hooksFirst),
+            "healthy": .bool(health.healthy),
             "pid": .integer(ProcessInfo.processInfo.processIdentifier),
             "startedAt": .string(iso.string(from: startedAt)),
             "configPath": .string(configuration.configPath),
@@ -366,7 +367,7 @@ public final class NodeGuardEngine {
                                          + configuration.verifyInterval.components.attoseconds / 1_000_000_000_000_000),
             "entries": .array(entryReports(counters: counters, nodePorts: nodePorts())),
             "hooks": .object(hooks),
-            "hooksFirst": .bool(hooksFirst),
+            "hooksFirst": .bool(health.hooksFirst),
             "repairs": .integer(repairCount),
             "commits": .integer(reconciler.commitCount),
             "families": .array(reconciler.families.map { .string($0.rawValue) }),
@@ -377,7 +378,7 @@ public final class NodeGuardEngine {
             fields["lastVerifyMicroseconds"] = .integer(lastVerifyDuration.components.seconds * 1_000_000
                                                         + lastVerifyDuration.components.attoseconds / 1_000_000_000_000)
         }
-        if let error = lastError ?? readError { fields["lastError"] = .string(error) }
+        if let error = lastError ?? health.readError { fields["lastError"] = .string(error) }
         return .object(fields)
     }
 }
