@@ -19,6 +19,8 @@
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_sctp.h>
 #include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter/nf_nat.h>
+#include <arpa/inet.h>
 
 _Static_assert(sizeof(struct ipt_entry) == 112, "ipt_entry is 112 bytes (NETFILTER.md)");
 _Static_assert(sizeof(struct ip6t_entry) == 168, "ip6t_entry is 168 bytes");
@@ -216,6 +218,39 @@ static int same_matches(const unsigned char *a, const unsigned char *b, size_t s
     return 1;
 }
 
+// DNAT's target data, by revision: 0 is IPv4 only (a one-range compat
+// struct), 1 is nf_nat_range, 2 is nf_nat_range2 (1 plus a base port).
+static void decode_nat_target(int family, const struct xt_entry_target *t, size_t room,
+                              ngiptc_rule_info *out) {
+    if (room < sizeof(*t) || t->u.target_size > room || strcmp(t->u.user.name, "DNAT") != 0) return;
+    size_t data = t->u.target_size - sizeof(*t);
+    unsigned int flags;
+    uint16_t first, last;
+    if (t->u.user.revision == 0 && family == AF_INET) {
+        const struct nf_nat_ipv4_multi_range_compat *m = (const void *)t->data;
+        if (data < sizeof(*m) || m->rangesize < 1) return;
+        flags = m->range[0].flags;
+        memcpy(out->nat_address, &m->range[0].min_ip, 4);
+        first = ntohs(m->range[0].min.all);
+        last = ntohs(m->range[0].max.all);
+    } else if (t->u.user.revision == 1 || t->u.user.revision == 2) {
+        const struct nf_nat_range *r = (const void *)t->data;
+        if (data < sizeof(*r)) return;
+        flags = r->flags;
+        memcpy(out->nat_address, &r->min_addr, family == AF_INET6 ? 16 : 4);
+        first = ntohs(r->min_proto.all);
+        last = ntohs(r->max_proto.all);
+    } else {
+        return;
+    }
+    out->nat_has_address = (flags & NF_NAT_RANGE_MAP_IPS) ? 1 : 0;
+    if (flags & NF_NAT_RANGE_PROTO_SPECIFIED) {
+        out->nat_has_ports = 1;
+        out->nat_port_first = first;
+        out->nat_port_last = last;
+    }
+}
+
 static void decode_entry(const ngiptc_table *table, const void *entry, ngiptc_rule_info *out) {
     memset(out, 0, sizeof(*out));
     int family = table->family;
@@ -277,6 +312,8 @@ static void decode_entry(const ngiptc_table *table, const void *entry, ngiptc_ru
 
     const char *target = safe_target_name(table, entry);
     strncpy(spec->target, target ? target : "", sizeof(spec->target) - 1);
+    decode_nat_target(family, (const struct xt_entry_target *)(bytes + *f.target_offset),
+                      *f.next_offset - *f.target_offset, out);
 
     // Strictness for free: the rule is NodeGuard's shape only if building the
     // decoded spec gives back the same header and matches. Matches are

@@ -12,7 +12,7 @@ struct NodeGuardDaemon: AsyncParsableCommand {
         abstract: "Keeps blocked Kubernetes NodePorts closed before kube-proxy's DNAT.",
         discussion: """
         Reads a JSON deny-list, keeps NodeGuard's chains hooked first in mangle PREROUTING and \
-        OUTPUT (IPv4 and IPv6, legacy xtables), repairs any drift within one verify interval, and \
+        OUTPUT (IPv4 and IPv6, legacy xtables), repairs drift as soon as the watch sees it, and \
         serves nodeguardctl on a Unix socket. SIGHUP reloads the deny-list; SIGTERM/SIGINT exit and \
         leave the rules in place, so a stopped daemon never re-opens a port.
         """
@@ -27,8 +27,11 @@ struct NodeGuardDaemon: AsyncParsableCommand {
     @Option(help: "The control socket's path.")
     var socket = ControlProtocol.defaultSocketPath
 
-    @Option(help: "How often to re-read NodeGuard's chains and repair drift (e.g. 500ms, 1s).")
+    @Option(help: "How often to compare every rule of the tables NodeGuard uses with what it left there (e.g. 500ms, 1s).")
     var verifyInterval = "1s"
+
+    @Option(help: "How often to check the tables' sizes, which catches inserts, deletes and flushes by writers that skip the xtables lock; lock holders are seen at once.")
+    var watchInterval = "100ms"
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
@@ -45,6 +48,9 @@ struct NodeGuardDaemon: AsyncParsableCommand {
         }
         do { _ = try Duration(parsing: verifyInterval) } catch {
             throw ValidationError("--verify-interval: \(error.message)")
+        }
+        do { _ = try Duration(parsing: watchInterval) } catch {
+            throw ValidationError("--watch-interval: \(error.message)")
         }
     }
 
@@ -78,7 +84,8 @@ struct NodeGuardDaemon: AsyncParsableCommand {
 
         let settings = DaemonConfiguration(
             configPath: config, stateDirectory: stateDir, socketPath: socket,
-            verifyInterval: try Duration(parsing: verifyInterval), metricsTextfile: metricsTextfile)
+            verifyInterval: try Duration(parsing: verifyInterval), watchInterval: try Duration(parsing: watchInterval),
+            metricsTextfile: metricsTextfile)
         let engine = NodeGuardEngine(configuration: settings, backend: backend, logger: logger)
         let notifier = SystemdNotifier()
         let loop = ReconcileLoop(engine: engine, notifier: notifier)

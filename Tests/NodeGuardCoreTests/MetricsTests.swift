@@ -12,7 +12,8 @@ final class MetricsTests: XCTestCase {
                 TableInspection(family: .ipv4, hookFirst: ["OUTPUT": true, "PREROUTING": true], dropCounters: [key: DropCounters(packets: 12, bytes: 720)]),
             ],
             blockedBySource: [.config: 1], repairs: 3, commits: 4, healthy: false,
-            lastVerifyDuration: .microseconds(1500), lastVerify: Date(timeIntervalSince1970: 1_800_000_000), lastApply: nil)
+            lastVerifyDuration: .microseconds(1500), lastVerify: Date(timeIntervalSince1970: 1_800_000_000), lastApply: nil,
+            changeChecks: ["quick": 120, "deep": 9], fullReads: 2)
         XCTAssertEqual(snapshot.render(), """
             # HELP nodeguard_dropped_packets_total Packets dropped before DNAT, per blocked port and family.
             # TYPE nodeguard_dropped_packets_total counter
@@ -41,10 +42,17 @@ final class MetricsTests: XCTestCase {
             # HELP nodeguard_commits_total Commits to the mangle tables.
             # TYPE nodeguard_commits_total counter
             nodeguard_commits_total 4
-            # HELP nodeguard_verify_duration_seconds Duration of the last verify pass.
+            # HELP nodeguard_change_checks_total Cheap checks for changes to NodeGuard's tables (quick: sizes, deep: rule digests).
+            # TYPE nodeguard_change_checks_total counter
+            nodeguard_change_checks_total{kind="deep"} 9
+            nodeguard_change_checks_total{kind="quick"} 120
+            # HELP nodeguard_full_reads_total Full reads of NodeGuard's chains (after a change was seen, or the periodic one).
+            # TYPE nodeguard_full_reads_total counter
+            nodeguard_full_reads_total 2
+            # HELP nodeguard_verify_duration_seconds Duration of the last full read and repair pass.
             # TYPE nodeguard_verify_duration_seconds gauge
             nodeguard_verify_duration_seconds 0.001500
-            # HELP nodeguard_last_verify_timestamp_seconds When the last verify pass ended.
+            # HELP nodeguard_last_verify_timestamp_seconds When the tables were last confirmed as planned.
             # TYPE nodeguard_last_verify_timestamp_seconds gauge
             nodeguard_last_verify_timestamp_seconds 1800000000.000
 

@@ -47,6 +47,13 @@ typedef struct ngiptc_rule_info {
     uint8_t representable;
     uint64_t packets;
     uint64_t bytes;
+    /// For a DNAT target (any revision): where it sends the packet. Ports
+    /// are in host byte order; the address is IPv4 in the first 4 bytes.
+    uint8_t nat_has_address;
+    uint8_t nat_has_ports;
+    uint8_t nat_address[16];
+    uint16_t nat_port_first;
+    uint16_t nat_port_last;
 } ngiptc_rule_info;
 
 /// Opens `table` for `family`. On failure returns NULL and sets `*error` to errno.
@@ -78,6 +85,35 @@ int ngiptc_insert_rule(ngiptc_table *table, const char *chain, unsigned int inde
                        const ngiptc_rule_spec *spec, int *error);
 /// Deletes the rule at 0-based `index` of `chain`.
 int ngiptc_delete_rule(ngiptc_table *table, const char *chain, unsigned int index, int *error);
+
+/// What IPT_SO_GET_INFO says of a legacy table. It copies no rule, so it costs
+/// the same for any table size, and any change that adds, removes or resizes
+/// a rule changes it. A change that keeps every size (a rule replaced by one
+/// of the same size, two rules swapped) needs the digest.
+typedef struct ngiptc_table_info {
+    uint32_t valid_hooks;
+    uint32_t hook_entry[5];
+    uint32_t underflow[5];
+    uint32_t num_entries;
+    uint32_t size;
+} ngiptc_table_info;
+
+/// Reads tables straight from the kernel (getsockopt), without libiptc, to
+/// notice changes cheaply. Owns a raw socket and a reusable buffer; one
+/// reader per thread. Like libiptc, asking for a table that does not exist
+/// creates it: check /proc/net/ip*_tables_names first.
+typedef struct ngiptc_reader ngiptc_reader;
+
+/// Opens a reader for AF_INET or AF_INET6. NULL with `*error` set on failure.
+ngiptc_reader *ngiptc_reader_open(int family, int *error);
+void ngiptc_reader_close(ngiptc_reader *reader);
+/// Fills `info` for `table`. Returns 0, or -1 with `*error` set.
+int ngiptc_reader_info(ngiptc_reader *reader, const char *table, ngiptc_table_info *info, int *error);
+/// Fills `info` and a 64-bit digest of every entry with its counters zeroed,
+/// so traffic does not change it but any edit to a rule does. Returns 0, or
+/// -1 with `*error` set.
+int ngiptc_reader_digest(ngiptc_reader *reader, const char *table, ngiptc_table_info *info,
+                         uint64_t *digest, int *error);
 
 /// Sizes the shim relies on, exported so tests can check them against NETFILTER.md.
 unsigned int ngiptc_ipv4_entry_size(void);

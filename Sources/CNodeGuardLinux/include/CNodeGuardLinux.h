@@ -9,4 +9,11 @@
 /// (SO_PEERCRED). Returns 0, or -1 with errno set.
 int nglinux_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 
+/// The nf_tables ruleset generation (NFT_MSG_GETGEN over netlink): the
+/// kernel bumps it on every nftables transaction, in any table, so an
+/// unchanged value means nothing in nftables (nor in iptables-nft) changed.
+/// One request and reply; waits at most a second. Returns 0, or -1 with
+/// errno set (EPROTONOSUPPORT or ENOENT-like errors where nf_tables is absent).
+int nglinux_nftables_generation(uint32_t *generation);
+
 #endif

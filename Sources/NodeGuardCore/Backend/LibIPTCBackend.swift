@@ -22,6 +22,18 @@ public struct LibIPTCBackend: NetfilterBackend {
         self.lockTimeout = lockTimeout
     }
 
+    // Reads take no xtables lock, as iptables-save takes none: a reader
+    // cannot lose anyone's update.
+    private let reader = KernelTableReader()
+
+    public func tableInfo(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableInfo {
+        try reader.info(name, family)
+    }
+
+    public func tableFingerprint(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableFingerprint {
+        try reader.fingerprint(name, family)
+    }
+
     public func tableExists(_ name: String, _ family: AddressFamily) -> Bool {
         let file = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return false }

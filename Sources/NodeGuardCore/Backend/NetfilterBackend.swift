@@ -27,6 +27,13 @@ public protocol NetfilterBackend: Sendable {
     /// Whether the kernel already has this legacy table; asking must not
     /// create it (opening a table through libiptc does).
     func tableExists(_ name: String, _ family: AddressFamily) -> Bool
+
+    /// The table's sizes, read without copying a rule: for noticing changes
+    /// cheaply. Like opening it, this creates a missing legacy table.
+    func tableInfo(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableInfo
+
+    /// The table's sizes and a digest of its rules with counters zeroed.
+    func tableFingerprint(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableFingerprint
 }
 
 extension NetfilterBackend {

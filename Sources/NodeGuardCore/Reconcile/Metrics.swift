@@ -11,6 +11,9 @@ public struct MetricsSnapshot: Sendable {
     public var lastVerifyDuration: Duration?
     public var lastVerify: Date?
     public var lastApply: Date?
+    /// Change checks by tier ("quick" sizes, "deep" digests) and full reads.
+    public var changeChecks: [String: Int] = [:]
+    public var fullReads = 0
 
     public func render() -> String {
         var out = ""
@@ -39,12 +42,16 @@ public struct MetricsSnapshot: Sendable {
         family("healthy", "gauge", "1 when the last verify succeeded and the hooks are first.", [("", healthy ? "1" : "0")])
         family("repairs_total", "counter", "Verify passes that found drift and repaired it.", [("", String(repairs))])
         family("commits_total", "counter", "Commits to the mangle tables.", [("", String(commits))])
+        family("change_checks_total", "counter", "Cheap checks for changes to NodeGuard's tables (quick: sizes, deep: rule digests).",
+               changeChecks.sorted { $0.key < $1.key }.map { ("{kind=\"\($0.key)\"}", String($0.value)) })
+        family("full_reads_total", "counter", "Full reads of NodeGuard's chains (after a change was seen, or the periodic one).",
+               [("", String(fullReads))])
         if let lastVerifyDuration {
-            family("verify_duration_seconds", "gauge", "Duration of the last verify pass.",
+            family("verify_duration_seconds", "gauge", "Duration of the last full read and repair pass.",
                    [("", Self.seconds(lastVerifyDuration))])
         }
         if let lastVerify {
-            family("last_verify_timestamp_seconds", "gauge", "When the last verify pass ended.",
+            family("last_verify_timestamp_seconds", "gauge", "When the tables were last confirmed as planned.",
                    [("", String(format: "%.3f", lastVerify.timeIntervalSince1970))])
         }
         if let lastApply {

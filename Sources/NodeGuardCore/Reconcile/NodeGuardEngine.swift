@@ -6,6 +6,8 @@ public struct DaemonConfiguration: Sendable {
     public var stateDirectory: String
     public var socketPath: String
     public var verifyInterval: Duration
+    /// How often the cheap size check runs (see `ChangeWatch`).
+    public var watchInterval: Duration
     /// Kept up to date for node_exporter's textfile collector, if set.
     public var metricsTextfile: String?
 
@@ -13,11 +15,13 @@ public struct DaemonConfiguration: Sendable {
                 stateDirectory: String = "/var/lib/nodeguard",
                 socketPath: String = ControlProtocol.defaultSocketPath,
                 verifyInterval: Duration = .seconds(1),
+                watchInterval: Duration = .milliseconds(100),
                 metricsTextfile: String? = nil) {
         self.configPath = configPath
         self.stateDirectory = stateDirectory
         self.socketPath = socketPath
         self.verifyInterval = verifyInterval
+        self.watchInterval = watchInterval
         self.metricsTextfile = metricsTextfile
     }
 }
@@ -45,6 +49,10 @@ public final class NodeGuardEngine {
     private(set) var lastVerifyDuration: Duration?
     private(set) var lastApply: Date?
     private(set) var repairCount = 0
+    /// Full libiptc reads by the verify loop (each may repair).
+    private(set) var fullReadCount = 0
+    private var watch = ChangeWatch()
+    private var lastFullRead: ContinuousClock.Instant?
     private(set) var lastError: String?
     private var textfileWritten: ContinuousClock.Instant?
     /// The textfile is rewritten at most this often (and after every change).
@@ -67,6 +75,7 @@ public final class NodeGuardEngine {
         lastApply = Date()
         lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
+        rememberTables()
         updateTextfile(force: true)
         record("start", from: .daemon, details: [
             "entries": .integer(effectiveEntries.count), "changes": .array(changes.map { .string($0.description) }),
@@ -92,8 +101,45 @@ public final class NodeGuardEngine {
 
     // MARK: the verify loop
 
+    /// The tables NodeGuard keeps rules in, which the watch polls.
+    var watchedTables: [ChangeWatch.Table] {
+        reconciler.families.map { ChangeWatch.Table(name: "mangle", family: $0) }
+    }
+
+    /// One turn of the watch: a size check, or with `deep` a digest check,
+    /// and a full read and repair only if either saw a change (or one is due).
+    public func watchTick(deep: Bool) {
+        // After a failed read, retry once per verify interval, not every tick.
+        if lastError != nil && !deep { return }
+        let reason: ChangeWatch.Reason?
+        if lastError != nil {
+            reason = .unknown
+        } else if let last = lastFullRead, ContinuousClock.now - last < ChangeWatch.fullReadInterval {
+            reason = deep ? watch.deepCheck(watchedTables, backend: reconciler.backend)
+                          : watch.quickCheck(watchedTables, backend: reconciler.backend)
+        } else {
+            reason = .due
+        }
+        if let reason {
+            logger.debug("full read: \(reason)")
+            verify()
+        } else if deep {
+            lastVerify = Date()
+        }
+    }
+
+    /// When the next deep check is due, after one ran.
+    public var deepCheckInterval: Duration { watch.deepCheckInterval(verifyInterval: configuration.verifyInterval) }
+
+    private func rememberTables() {
+        watch.remember(watchedTables, backend: reconciler.backend)
+        lastFullRead = ContinuousClock.now
+    }
+
     /// Re-reads NodeGuard's chains and repairs any drift at once.
     public func verify() {
+        fullReadCount += 1
+        defer { if lastError == nil { rememberTables() } }
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -148,6 +194,8 @@ public final class NodeGuardEngine {
             if case .failure(let failure) = response { error = failure.message }
             record(request.command, from: origin, details: details, error: error)
             updateTextfile(force: true)
+            // The tables changed on purpose: fingerprint them as they are now.
+            rememberTables()
         }
         return response
     }
@@ -279,7 +327,8 @@ public final class NodeGuardEngine {
         let sources = Dictionary(grouping: effectiveEntries, by: \.source).mapValues(\.count)
         return MetricsSnapshot(inspections: health.inspections, blockedBySource: sources, repairs: repairCount,
                                commits: reconciler.commitCount, healthy: health.healthy,
-                               lastVerifyDuration: lastVerifyDuration, lastVerify: lastVerify, lastApply: lastApply)
+                               lastVerifyDuration: lastVerifyDuration, lastVerify: lastVerify, lastApply: lastApply,
+                               changeChecks: ["quick": watch.quickChecks, "deep": watch.deepChecks], fullReads: fullReadCount)
     }
 
     /// Rewrites the metrics textfile (atomically) after a change or when it is
@@ -348,6 +397,10 @@ public final class NodeGuardEngine {
         }
     }
 
+    static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+
     func status() -> JSONValue {
         let health = tableHealth()
         var counters: [PortKey: DropCounters] = [:]
@@ -369,6 +422,10 @@ public final class NodeGuardEngine {
             "hooks": .object(hooks),
             "hooksFirst": .bool(health.hooksFirst),
             "repairs": .integer(repairCount),
+            "fullReads": .integer(fullReadCount),
+            "deepCheckIntervalMs": .integer(Self.milliseconds(deepCheckInterval)),
+            "watchIntervalMs": .integer(configuration.watchInterval.components.seconds * 1000
+                                        + configuration.watchInterval.components.attoseconds / 1_000_000_000_000_000),
             "commits": .integer(reconciler.commitCount),
             "families": .array(reconciler.families.map { .string($0.rawValue) }),
         ]

@@ -14,15 +14,18 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
     private let engine: NodeGuardEngine
     private let notifier: SystemdNotifier
     private let verifyInterval: Duration
+    private let watchInterval: Duration
     private let condition = NSCondition()
     private var queue: [@Sendable (NodeGuardEngine) -> Void] = []
     private var stopping = false
+    private var checkRequested = false
 
     public init(engine: NodeGuardEngine, notifier: SystemdNotifier = SystemdNotifier()) {
         self.engine = engine
         self.notifier = notifier
         // With a watchdog, come round at least twice per timeout.
         self.verifyInterval = notifier.loopInterval(verifyInterval: engine.configuration.verifyInterval)
+        self.watchInterval = min(engine.configuration.watchInterval, verifyInterval)
     }
 
     /// Queues a request for the loop and waits for its answer.
@@ -41,6 +44,15 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         }
     }
 
+    /// Asks for a quick change check now rather than at the next watch tick
+    /// (the xtables lock was just released by someone).
+    public func tablesMayHaveChanged() {
+        condition.lock()
+        checkRequested = true
+        condition.signal()
+        condition.unlock()
+    }
+
     private func enqueue(_ job: @escaping @Sendable (NodeGuardEngine) -> Void) -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -51,6 +63,10 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
+        // Event-driven for writers that take the xtables lock; polling covers the rest.
+        let lockWatcher = try? XtablesLockWatcher { [weak self] in self?.tablesMayHaveChanged() }
+        lockWatcher?.start()
+        defer { lockWatcher?.stop() }
         let finished = AsyncStream<Void>.makeStream()
         let thread = Thread { [self] in
             loop()
@@ -74,11 +90,13 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
 
     private func loop() {
         let clock = ContinuousClock()
-        var nextVerify = clock.now + verifyInterval
+        var nextPing = clock.now + verifyInterval
+        var nextDeep = clock.now + verifyInterval
+        var nextWatch = clock.now + watchInterval
         while true {
             condition.lock()
-            while queue.isEmpty && !stopping && clock.now < nextVerify {
-                let remaining = nextVerify - clock.now
+            while queue.isEmpty && !stopping && !checkRequested && clock.now < nextWatch {
+                let remaining = nextWatch - clock.now
                 let seconds = Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18
                 _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.0005, seconds)))
             }
@@ -92,14 +110,21 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
             }
             let jobs = queue
             queue.removeAll()
+            let checkNow = checkRequested
+            checkRequested = false
             condition.unlock()
 
             for job in jobs { job(engine) }
-            if clock.now >= nextVerify {
-                engine.verify()
+            let now = clock.now
+            guard checkNow || now >= nextWatch else { continue }
+            let deep = now >= nextDeep
+            engine.watchTick(deep: deep)
+            nextWatch = clock.now + watchInterval
+            if deep { nextDeep = clock.now + engine.deepCheckInterval }
+            if now >= nextPing {
                 // Only this loop pings the watchdog: if it stalls, systemd restarts the daemon.
                 notifier.loopAlive(status: engine.statusLine)
-                nextVerify = clock.now + verifyInterval
+                nextPing = clock.now + verifyInterval
             }
         }
     }

@@ -1,0 +1,110 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Wakes the reconcile loop the moment a well-behaved writer finishes with
+/// the tables. Legacy xtables send no change events, but every iptables
+/// binary (and iptables-restore as kube-proxy, Calico and firewalld run it)
+/// holds /run/xtables.lock while it changes them and closes it when done:
+/// inotify reports that close. Writers that skip the lock are still caught by
+/// the loop's own polling.
+public final class XtablesLockWatcher: @unchecked Sendable {
+    private let path: String
+    private let onRelease: @Sendable () -> Void
+    private let inotify: Int32
+    private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
+    private var watch: Int32 = -1
+    private let finished = NSCondition()
+    private var running = false
+
+    public init(path: String = XtablesLock.path, onRelease: @escaping @Sendable () -> Void) throws(NodeGuardError) {
+        self.path = path
+        self.onRelease = onRelease
+        inotify = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard inotify >= 0 else {
+            throw NodeGuardError(.ioFailure, "inotify_init1: \(String(cString: strerror(errno)))")
+        }
+        do { stopPipe = try makePipe() } catch {
+            close(inotify)
+            throw error
+        }
+        arm()
+    }
+
+    deinit {
+        close(inotify)
+        close(stopPipe.read)
+        close(stopPipe.write)
+    }
+
+    /// (Re)adds the watch, creating the lock file as iptables does if it is
+    /// missing. A failure is not fatal: polling still works.
+    @discardableResult
+    private func arm() -> Bool {
+        let fd = open(path, O_CREAT | O_RDONLY | O_CLOEXEC, 0o600)
+        if fd >= 0 { close(fd) }
+        watch = inotify_add_watch(inotify, path, UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_DELETE_SELF | IN_MOVE_SELF))
+        return watch >= 0
+    }
+
+    public var isArmed: Bool { watch >= 0 }
+
+    /// Runs the watcher on a thread of its own until `stop()`.
+    public func start() {
+        finished.lock()
+        running = true
+        finished.unlock()
+        let thread = Thread { [self] in
+            run()
+            finished.lock()
+            running = false
+            finished.broadcast()
+            finished.unlock()
+        }
+        thread.name = "nodeguard-lockwatch"
+        thread.start()
+    }
+
+    public func stop() {
+        var byte: UInt8 = 1
+        _ = write(stopPipe.write, &byte, 1)
+        finished.lock()
+        while running { finished.wait() }
+        finished.unlock()
+    }
+
+    private func run() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
+            // While unarmed (the file was removed), retry once a second.
+            let ready = poll(&fds, 2, isArmed ? -1 : 1000)
+            if ready < 0 && errno != EINTR { return }
+            if fds[1].revents != 0 { return }
+            if !isArmed {
+                if arm() { onRelease() }
+                continue
+            }
+            guard fds[0].revents != 0 else { continue }
+            var released = false
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                var offset = 0
+                while offset + MemoryLayout<inotify_event>.size <= count {
+                    let (mask, length) = buffer.withUnsafeBytes { raw -> (UInt32, UInt32) in
+                        let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
+                        return (event.mask, event.len)
+                    }
+                    if mask & UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) != 0 { released = true }
+                    if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 { watch = -1 }
+                    offset += MemoryLayout<inotify_event>.size + Int(length)
+                }
+            }
+            if released { onRelease() }
+        }
+    }
+}
