@@ -31,6 +31,9 @@ _Static_assert(sizeof(((struct xt_comment_info *)0)->comment) == NGIPTC_COMMENT_
 _Static_assert(sizeof(xt_chainlabel) == NGIPTC_TARGET_SIZE, "chain label size matches libiptc's");
 
 #define NGIPTC_MAX_ENTRY_SIZE 1024
+// --syn: of FIN, SYN, RST and ACK only SYN is set (iptables' own definition).
+#define NGIPTC_TCP_SYN_MASK 0x17
+#define NGIPTC_TCP_SYN 0x02
 
 struct ngiptc_table {
     int family;
@@ -130,6 +133,10 @@ static size_t build_entry(int family, const ngiptc_rule_spec *spec, unsigned cha
             info->spts[1] = 0xffff;
             info->dpts[0] = spec->destination_port_first;
             info->dpts[1] = spec->destination_port_last;
+            if (spec->tcp_syn_only) {
+                info->flg_mask = NGIPTC_TCP_SYN_MASK;
+                info->flg_cmp = NGIPTC_TCP_SYN;
+            }
             break;
         }
         case IPPROTO_UDP: {
@@ -296,6 +303,10 @@ static void decode_entry(const ngiptc_table *table, const void *entry, ngiptc_ru
             spec->has_destination_ports = 1;
             spec->destination_port_first = info->dpts[0];
             spec->destination_port_last = info->dpts[1];
+            if (strcmp(name, "tcp") == 0) {
+                const struct xt_tcp *tcp = (const struct xt_tcp *)m->data;
+                if (tcp->flg_mask == NGIPTC_TCP_SYN_MASK && tcp->flg_cmp == NGIPTC_TCP_SYN) spec->tcp_syn_only = 1;
+            }
         } else if (strcmp(name, "sctp") == 0) {
             const struct xt_sctp_info *info = (const struct xt_sctp_info *)m->data;
             spec->has_destination_ports = 1;

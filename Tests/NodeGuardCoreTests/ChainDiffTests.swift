@@ -291,6 +291,17 @@ final class ChainDiffTests: XCTestCase {
         XCTAssertEqual(result[1], actual[0])
     }
 
+    func testBackingOffLeavesTheHookBelowAForeignRuleAndAppendsAMissingOne() {
+        let actual = [foreign("RIVAL"), ObservedRule(hook), foreign("KUBE-SERVICES")]
+        XCTAssertEqual(ChainDiff.hookEdits(actual: actual, hookRule: hook, mustBeFirst: false), [])
+        let missing = [foreign("RIVAL"), foreign("KUBE-SERVICES")]
+        let edits = ChainDiff.hookEdits(actual: missing, hookRule: hook, mustBeFirst: false)
+        XCTAssertEqual(applyHook(edits, to: missing).map(\.target), ["RIVAL", "KUBE-SERVICES", "NODEGUARD"])
+        let duplicated = [foreign("RIVAL"), ObservedRule(hook), ObservedRule(hook)]
+        XCTAssertEqual(applyHook(ChainDiff.hookEdits(actual: duplicated, hookRule: hook, mustBeFirst: false), to: duplicated).map(\.target),
+                       ["RIVAL", "NODEGUARD"])
+    }
+
     func testMissingHookIsInsertedFirst() {
         XCTAssertEqual(ChainDiff.hookEdits(actual: [], hookRule: hook), [.insert(index: 0, rule: hook)])
         let actual = [foreign("KUBE-SERVICES"), foreign("CILIUM")]

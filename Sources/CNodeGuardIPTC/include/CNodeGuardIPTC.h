@@ -31,6 +31,7 @@ typedef struct ngiptc_rule_spec {
     uint8_t match_local_destination;    // -m addrtype --dst-type LOCAL
     uint8_t match_original_direction;   // -m conntrack --ctdir ORIGINAL
     uint8_t has_destination_ports;      // -m tcp|udp|sctp --dport first[:last]
+    uint8_t tcp_syn_only;               // with tcp ports: --syn (SYN set; ACK, RST, FIN clear)
     uint16_t destination_port_first;
     uint16_t destination_port_last;
     char comment[NGIPTC_COMMENT_SIZE];  // empty means no comment match

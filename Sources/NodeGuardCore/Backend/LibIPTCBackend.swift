@@ -191,6 +191,7 @@ final class IPTCSnapshot: MangleTableSnapshot {
             spec.has_destination_ports = 1
             spec.destination_port_first = ports.lowerBound
             spec.destination_port_last = ports.upperBound
+            spec.tcp_syn_only = rule.tcpSynOnly ? 1 : 0
         }
         copyCString(rule.comment, into: &spec.comment)
         copyCString(rule.target, into: &spec.target)
@@ -216,7 +217,7 @@ final class IPTCSnapshot: MangleTableSnapshot {
                     matchLocalDestination: c.match_local_destination != 0,
                     matchOriginalDirection: c.match_original_direction != 0,
                     destinationPorts: c.has_destination_ports != 0 ? c.destination_port_first...c.destination_port_last : nil,
-                    comment: comment, target: target)
+                    tcpSynOnly: c.tcp_syn_only != 0, comment: comment, target: target)
             }
         }
         var observed = ObservedRule(spec: spec, target: target, comment: comment, packets: info.packets, bytes: info.bytes)

@@ -52,11 +52,14 @@ public enum ChainDiff {
 
     /// Edits for a built-in hook chain that NodeGuard shares with others: its
     /// jump must be rule 1 and appear once; foreign rules are never touched.
-    public static func hookEdits(actual: [ObservedRule], hookRule: RuleSpec) -> [ChainEdit] {
+    /// With `mustBeFirst` false (backing off from a fight) the jump may stay
+    /// where it is; a missing one is appended, below the other agent's rules.
+    public static func hookEdits(actual: [ObservedRule], hookRule: RuleSpec, mustBeFirst: Bool = true) -> [ChainEdit] {
         let mine = actual.indices.filter { RulePlanner.isNodeGuardChain(actual[$0].target) }
-        if mine.first == 0, actual[0].spec == hookRule {
+        if let first = mine.first, first == 0 || !mustBeFirst, actual[first].spec == hookRule {
             return mine.dropFirst().reversed().map { .delete(index: $0) }   // only stray duplicates
         }
-        return mine.reversed().map { .delete(index: $0) } + [.insert(index: 0, rule: hookRule)]
+        let position = mustBeFirst ? 0 : (mine.first ?? actual.count)
+        return mine.reversed().map { .delete(index: $0) } + [.insert(index: position, rule: hookRule)]
     }
 }

@@ -26,6 +26,28 @@ public enum RulePlanner {
         matchLocalDestination: true, matchOriginalDirection: true,
         comment: "NodeGuard: drop blocked NodePorts before DNAT", target: entryChain)
 
+    /// The jump in the raw table while NodeGuard holds ports closed during a
+    /// fight for mangle's first place. Conntrack runs after raw, so it cannot
+    /// ask for the original direction; TCP rules there match only SYNs instead.
+    public static let rawHookRule = RuleSpec(
+        matchLocalDestination: true,
+        comment: "NodeGuard: hold blocked NodePorts while another agent disputes mangle", target: entryChain)
+
+    /// The raw-table copy of a plan: the same chains, TCP drops limited to
+    /// connection-opening SYNs so replies to the node's own connections pass.
+    public static func holdPlan(_ entries: [BlockEntry], family: AddressFamily) -> TablePlan {
+        var plan = plan(entries, family: family)
+        plan.table = "raw"
+        plan.hookRule = rawHookRule
+        for c in plan.chains.indices {
+            for r in plan.chains[c].rules.indices where plan.chains[c].rules[r].target == "DROP"
+                && plan.chains[c].rules[r].transport == .tcp {
+                plan.chains[c].rules[r].tcpSynOnly = true
+            }
+        }
+        return plan
+    }
+
     public static func plan(_ entries: [BlockEntry], family: AddressFamily) -> TablePlan {
         let mine = entries.filter { $0.family.includes(family) }
         var entryRules: [RuleSpec] = []

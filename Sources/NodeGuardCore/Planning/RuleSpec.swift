@@ -6,17 +6,20 @@ public struct RuleSpec: Sendable, Hashable {
     public var matchLocalDestination = false
     public var matchOriginalDirection = false
     public var destinationPorts: ClosedRange<UInt16>?
+    /// TCP only, with ports: match connection-opening SYNs only (`--syn`).
+    public var tcpSynOnly = false
     public var comment: String
     public var target: String
 
     public init(source: CIDR? = nil, transport: TransportProtocol? = nil,
                 matchLocalDestination: Bool = false, matchOriginalDirection: Bool = false,
-                destinationPorts: ClosedRange<UInt16>? = nil, comment: String, target: String) {
+                destinationPorts: ClosedRange<UInt16>? = nil, tcpSynOnly: Bool = false, comment: String, target: String) {
         self.source = source
         self.transport = transport
         self.matchLocalDestination = matchLocalDestination
         self.matchOriginalDirection = matchOriginalDirection
         self.destinationPorts = destinationPorts
+        self.tcpSynOnly = tcpSynOnly
         self.comment = comment
         self.target = target
     }
@@ -32,7 +35,7 @@ public struct RuleSpec: Sendable, Hashable {
         if matchOriginalDirection { parts.append("-m conntrack --ctdir ORIGINAL") }
         if let ports = destinationPorts, let transport {
             let range = ports.lowerBound == ports.upperBound ? "\(ports.lowerBound)" : "\(ports.lowerBound):\(ports.upperBound)"
-            parts.append("-m \(transport.rawValue) --dport \(range)")
+            parts.append("-m \(transport.rawValue) --dport \(range)" + (tcpSynOnly ? " --tcp-flags FIN,SYN,RST,ACK SYN" : ""))
         }
         if !comment.isEmpty { parts.append("-m comment --comment \(RuleSpec.saveQuoted(comment))") }
         parts.append("-j \(target)")
@@ -98,6 +101,8 @@ public struct ChainPlan: Sendable, Hashable {
 /// Everything NodeGuard wants in one family's mangle table.
 public struct TablePlan: Sendable, Hashable {
     public var family: AddressFamily
+    /// "mangle" normally; "raw" for the hold kept during a fight.
+    public var table = "mangle"
     /// NodeGuard's chains, the entry chain first.
     public var chains: [ChainPlan]
     /// The jump that must be rule 1 of each hook chain.

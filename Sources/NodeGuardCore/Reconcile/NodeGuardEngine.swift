@@ -53,6 +53,7 @@ public final class NodeGuardEngine {
     private(set) var fullReadCount = 0
     private var watch = ChangeWatch()
     private var lastFullRead: ContinuousClock.Instant?
+    private var fights = FightTracker()
     private(set) var lastError: String?
     private var textfileWritten: ContinuousClock.Instant?
     /// The textfile is rewritten at most this often (and after every change).
@@ -71,7 +72,7 @@ public final class NodeGuardEngine {
     public func start() throws(NodeGuardError) {
         configEntries = try Self.loadConfig(configuration.configPath)
         runtimeEntries = try store.load()
-        let changes = try reconciler.apply(effectiveEntries.map(\.entry))
+        let changes = try applyEffective()
         lastApply = Date()
         lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
@@ -103,7 +104,40 @@ public final class NodeGuardEngine {
 
     /// The tables NodeGuard keeps rules in, which the watch polls.
     var watchedTables: [ChangeWatch.Table] {
-        reconciler.families.map { ChangeWatch.Table(name: "mangle", family: $0) }
+        let tables = fights.holding ? ["mangle", "raw"] : ["mangle"]
+        return reconciler.families.flatMap { family in tables.map { ChangeWatch.Table(name: $0, family: family) } }
+    }
+
+    /// Logs and records a fight's progress, with advice an operator can act on.
+    private func report(_ event: FightTracker.Event) {
+        switch event {
+        case .started(let fight):
+            logger.warning("""
+                fight: '\(fight.displacement.culprit)' was put above NodeGuard's jump in \(fight.displacement.family.rawValue)                 mangle \(fight.displacement.chain) \(fight.displacements) times; NodeGuard stops moving its jump back                 (next try in \(fight.backoff)) and holds the blocked ports closed from the raw table. \(Self.fightAdvice)
+                """, metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
+            record("fight-start", from: .daemon, details: fightDetails(fight))
+        case .continued(let fight):
+            logger.warning("fight: '\(fight.displacement.culprit)' pushed NodeGuard's jump down again; next try in \(fight.backoff)",
+                           metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
+            record("fight-continued", from: .daemon, details: fightDetails(fight))
+        case .ended(let fight):
+            logger.info("fight over: NodeGuard's jump stayed first for \(fight.backoff); lifting the raw-table hold",
+                        metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
+            record("fight-end", from: .daemon, details: fightDetails(fight))
+        }
+    }
+
+    static let fightAdvice = """
+        Make the other agent append its rule rather than insert it first (Calico: FELIX_CHAININSERTMODE=Append),         or have it leave NodeGuard's ports to NodeGuard.
+        """
+
+    private func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] {
+        let iso = ISO8601DateFormatter()
+        return [
+            "culprit": .string(fight.displacement.culprit), "family": .string(fight.displacement.family.rawValue),
+            "chain": .string(fight.displacement.chain), "displacements": .integer(fight.displacements),
+            "since": .string(iso.string(from: fight.since)), "backoffSeconds": .integer(Int(fight.backoff.components.seconds)),
+        ]
     }
 
     /// One turn of the watch: a size check, or with `deep` a digest check,
@@ -136,14 +170,34 @@ public final class NodeGuardEngine {
         lastFullRead = ContinuousClock.now
     }
 
+    /// Applies the effective entries in the current fight mode: jump on top
+    /// (or left where it is while backing off), raw hold on or off.
+    @discardableResult
+    private func applyEffective() throws(NodeGuardError) -> [TableChange] {
+        try reconciler.apply(effectiveEntries.map(\.entry), hookMustBeFirst: fights.hookMustBeFirst(at: .now),
+                             holdInRaw: fights.holding)
+    }
+
     /// Re-reads NodeGuard's chains and repairs any drift at once.
     public func verify() {
         fullReadCount += 1
         defer { if lastError == nil { rememberTables() } }
         let clock = ContinuousClock()
         let start = clock.now
+        if let event = fights.tick(at: start) { report(event) }
+        let mustBeFirst = fights.hookMustBeFirst(at: start)
         do {
-            let changes = try reconciler.apply(effectiveEntries.map(\.entry))
+            var changes = try reconciler.apply(effectiveEntries.map(\.entry), hookMustBeFirst: mustBeFirst,
+                                               holdInRaw: fights.holding)
+            let displaced = changes.compactMap { change -> FightTracker.Displacement? in
+                guard change.table == "mangle", let culprit = change.foreignAbove.first else { return nil }
+                return FightTracker.Displacement(culprit: culprit, family: change.family, chain: change.chain)
+            }
+            if let event = fights.observe(displaced, at: start, hookWasFirst: mustBeFirst) {
+                report(event)
+                // Hold the ports closed from raw now, before the other agent moves again.
+                if case .started = event { changes += try applyEffective() }
+            }
             lastVerifyDuration = clock.now - start
             lastVerify = Date()
             if lastError != nil { logger.info("the tables are healthy again") }
@@ -266,14 +320,14 @@ public final class NodeGuardEngine {
         try store.save(updated)
         runtimeEntries = updated
         do {
-            let changes = try reconciler.apply(effectiveEntries.map(\.entry))
+            let changes = try applyEffective()
             lastApply = Date()
             return changes
         } catch {
             runtimeEntries = previous
             do {
                 try store.save(previous)
-                try reconciler.apply(effectiveEntries.map(\.entry))
+                try applyEffective()
             } catch let rollback {
                 logger.critical("could not roll back after a failed change: \(rollback.message)")
             }
@@ -293,7 +347,7 @@ public final class NodeGuardEngine {
         let previous = configEntries
         configEntries = entries
         do {
-            let changes = try reconciler.apply(effectiveEntries.map(\.entry))
+            let changes = try applyEffective()
             lastApply = Date()
             for change in changes { logger.info("applied: \(change)") }
             logger.info("reloaded \(configuration.configPath): \(entries.count) entries")
@@ -319,7 +373,8 @@ public final class NodeGuardEngine {
         do { inspections = try reconciler.inspect() } catch { readError = error.message }
         let hooksFirst = inspections.count == reconciler.families.count
             && inspections.allSatisfy { $0.hookFirst.values.allSatisfy { $0 } }
-        return (inspections, hooksFirst, readError, lastError == nil && readError == nil && hooksFirst)
+        // A fight needs a person even while the raw hold keeps the ports closed.
+        return (inspections, hooksFirst, readError, lastError == nil && readError == nil && hooksFirst && !fights.holding)
     }
 
     func metrics() -> MetricsSnapshot {
@@ -356,6 +411,9 @@ public final class NodeGuardEngine {
             line += "; last verify \(clock) UTC"
         }
         line += "; \(repairCount) repair\(repairCount == 1 ? "" : "s")"
+        if let fight = fights.fight {
+            line = "FIGHT with '\(fight.displacement.culprit)' for mangle \(fight.displacement.chain), holding from raw; " + line
+        }
         if let lastError { line = "FAILING: \(lastError); " + line }
         return line
     }
@@ -436,6 +494,14 @@ public final class NodeGuardEngine {
                                                         + lastVerifyDuration.components.attoseconds / 1_000_000_000_000)
         }
         if let error = lastError ?? health.readError { fields["lastError"] = .string(error) }
+        if let fight = fights.fight {
+            var details = fightDetails(fight)
+            let wait = fight.retakeAt - ContinuousClock.now
+            details["retakeInSeconds"] = .integer(max(0, Int(wait.components.seconds)))
+            details["holding"] = .string("raw")
+            details["advice"] = .string(Self.fightAdvice)
+            fields["fight"] = .object(details)
+        }
         return .object(fields)
     }
 }

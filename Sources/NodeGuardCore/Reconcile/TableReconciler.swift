@@ -2,9 +2,13 @@
 /// for the log: on start-up that is creating its rules, later it is a repair.
 public struct TableChange: Sendable, Hashable, CustomStringConvertible {
     public var family: AddressFamily
+    public var table = "mangle"
     public var chain: String
     public var what: String
-    public var description: String { "\(family.rawValue) mangle \(chain): \(what)" }
+    /// For a hook chain whose jump was pushed down: the foreign rules that
+    /// stood above it, rule 1 first, as iptables-save prints them.
+    public var foreignAbove: [String] = []
+    public var description: String { "\(family.rawValue) \(table) \(chain): \(what)" }
 }
 
 /// Drop counters of one blocked port in one family.
@@ -29,10 +33,13 @@ public struct TableInspection: Sendable, Hashable {
 /// Brings one open table snapshot in line with a plan. Foreign chains and
 /// rules are never touched, except foreign rules put inside NodeGuard's chains.
 public enum TableReconciler {
-    public static func reconcile(_ table: any MangleTableSnapshot, to plan: TablePlan) throws(NodeGuardError) -> [TableChange] {
+    /// With `hookMustBeFirst` false, NodeGuard's jump may stay below other
+    /// rules (see `ChainDiff.hookEdits`).
+    public static func reconcile(_ table: any MangleTableSnapshot, to plan: TablePlan,
+                                 hookMustBeFirst: Bool = true) throws(NodeGuardError) -> [TableChange] {
         var changes: [TableChange] = []
-        func note(_ chain: String, _ what: String) {
-            changes.append(TableChange(family: plan.family, chain: chain, what: what))
+        func note(_ chain: String, _ what: String, foreignAbove: [String] = []) {
+            changes.append(TableChange(family: plan.family, table: plan.table, chain: chain, what: what, foreignAbove: foreignAbove))
         }
         let existing = Set(table.chainNames())
         // Chains first, so every jump has a target when it is inserted.
@@ -49,10 +56,12 @@ public enum TableReconciler {
         }
         for hook in TablePlan.hookChains {
             let actual = try table.rules(in: hook)
-            let edits = ChainDiff.hookEdits(actual: actual, hookRule: plan.hookRule)
+            let edits = ChainDiff.hookEdits(actual: actual, hookRule: plan.hookRule, mustBeFirst: hookMustBeFirst)
             if edits.isEmpty { continue }
             try apply(edits, to: table, chain: hook)
-            note(hook, hookSummary(actual: actual, hookRule: plan.hookRule))
+            let firstMine = actual.firstIndex { RulePlanner.isNodeGuardChain($0.target) } ?? 0
+            note(hook, hookSummary(actual: actual, hookRule: plan.hookRule, mustBeFirst: hookMustBeFirst),
+                 foreignAbove: actual[0..<firstMine].map(\.description))
         }
         let wanted = Set(plan.chains.map(\.name))
         let stale = existing.filter { RulePlanner.isNodeGuardChain($0) && !wanted.contains($0) }.sorted()
@@ -65,22 +74,22 @@ public enum TableReconciler {
         return changes
     }
 
-    /// Removes every NodeGuard jump and chain (for uninstalling).
-    public static func removeAll(_ table: any MangleTableSnapshot) throws(NodeGuardError) -> [TableChange] {
+    /// Removes every NodeGuard jump and chain (for uninstalling, and to lift the raw hold).
+    public static func removeAll(_ table: any MangleTableSnapshot, tableName: String = "mangle") throws(NodeGuardError) -> [TableChange] {
         var changes: [TableChange] = []
         let names = table.chainNames()
         for hook in TablePlan.hookChains where names.contains(hook) {
             let actual = try table.rules(in: hook)
             for index in actual.indices.reversed() where RulePlanner.isNodeGuardChain(actual[index].target) {
                 try table.deleteRule(in: hook, at: index)
-                changes.append(TableChange(family: table.family, chain: hook, what: "deleted NodeGuard's jump (rule \(index + 1))"))
+                changes.append(TableChange(family: table.family, table: tableName, chain: hook, what: "deleted NodeGuard's jump (rule \(index + 1))"))
             }
         }
         let mine = names.filter(RulePlanner.isNodeGuardChain)
         for name in mine { try table.flushChain(name) }
         for name in mine {
             try table.deleteChain(name)
-            changes.append(TableChange(family: table.family, chain: name, what: "deleted chain"))
+            changes.append(TableChange(family: table.family, table: tableName, chain: name, what: "deleted chain"))
         }
         return changes
     }
@@ -137,9 +146,11 @@ public enum TableReconciler {
         return parts.joined(separator: "; ")
     }
 
-    private static func hookSummary(actual: [ObservedRule], hookRule: RuleSpec) -> String {
+    private static func hookSummary(actual: [ObservedRule], hookRule: RuleSpec, mustBeFirst: Bool) -> String {
         let mine = actual.indices.filter { RulePlanner.isNodeGuardChain(actual[$0].target) }
-        guard let first = mine.first else { return "NodeGuard's jump was missing; inserted it as rule 1" }
+        guard let first = mine.first else {
+            return "NodeGuard's jump was missing; inserted it as " + (mustBeFirst ? "rule 1" : "the last rule (backing off)")
+        }
         if first > 0 {
             let above = actual[0..<first].map { "'\($0)'" }.joined(separator: ", ")
             return "NodeGuard's jump was rule \(first + 1), below \(above); moved it back to rule 1"
