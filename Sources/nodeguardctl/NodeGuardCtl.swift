@@ -18,7 +18,7 @@ struct NodeGuardCtl: ParsableCommand {
         Exit codes: 0 success, 1 the request failed (message on stderr), 2 usage error, \
         3 nodeguardd not reachable.
         """,
-        subcommands: [Block.self, Unblock.self, List.self, Status.self, NodePorts.self, Reload.self, Metrics.self, Validate.self]
+        subcommands: [Block.self, Unblock.self, List.self, Status.self, NodePorts.self, Explain.self, Reload.self, Metrics.self, Validate.self]
     )
 
     static func main() {
@@ -170,8 +170,14 @@ extension NodeGuardCtl {
             let families = (status["families"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
             let first = status["hooksFirst"]?.boolValue == true
             print("hooks:       \(first ? "first" : "NOT first") in mangle PREROUTING and OUTPUT (\(families))")
-            print("last verify: \(text(status["lastVerify"])) (\(text(status["lastVerifyMicroseconds"])) µs), every \(text(status["verifyIntervalMs"])) ms")
-            print("repairs:     \(text(status["repairs"])), commits: \(text(status["commits"]))")
+            print("last check:  \(text(status["lastVerify"])); sizes every \(text(status["watchIntervalMs"])) ms and at each xtables lock release, rule digests every \(text(status["deepCheckIntervalMs"])) ms")
+            print("repairs:     \(text(status["repairs"])), commits: \(text(status["commits"])), full reads: \(text(status["fullReads"])) (last \(text(status["lastVerifyMicroseconds"])) µs)")
+            if let dataplane = status["dataplane"] { print("dataplane:   \(text(dataplane["summary"]))") }
+            for warning in (status["dataplane"]?["warnings"]?.arrayValue ?? []).compactMap(\.stringValue) { print("WARNING:     \(warning)") }
+            if let fight = status["fight"] {
+                print("FIGHT:       '\(text(fight["culprit"]))' keeps taking rule 1 of \(text(fight["family"])) mangle \(text(fight["chain"])) (\(text(fight["displacements"])) times); ports held closed from the raw table; next try in \(text(fight["retakeInSeconds"])) s")
+                print("advice:      \(text(fight["advice"]))")
+            }
             if let error = status["lastError"]?.stringValue { print("last error:  \(error)") }
             print("")
             printEntries(status["entries"]?.arrayValue ?? [], withCounters: true)
@@ -206,15 +212,60 @@ extension NodeGuardCtl {
             if json { return print(JSON.serialize(result, pretty: true)) }
             let ports = result["nodeports"]?.arrayValue ?? []
             if ports.isEmpty { print("no NodePorts found (kube-proxy in iptables mode writes them to KUBE-NODEPORTS)") }
-            var rows = [["PORT", "FAMILY", "BLOCKED", "SERVICE", "FROM"]]
+            var rows = [["PORT", "FAMILY", "BLOCKED", "SERVICE", "ENDPOINTS", "FROM"]]
             for port in ports {
+                let endpoints = (port["endpoints"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ",")
                 rows.append(["\(text(port["port"]))/\(text(port["protocol"]))", text(port["family"]),
-                             port["blocked"]?.boolValue == true ? "yes" : "no", text(port["service"]), text(port["source"])])
+                             port["blocked"]?.boolValue == true ? "yes" : "no", text(port["service"]),
+                             endpoints.isEmpty ? "-" : endpoints, text(port["source"])])
             }
             if !ports.isEmpty { printTable(rows) }
             for problem in (result["problems"]?.arrayValue ?? []).compactMap(\.stringValue) {
                 FileHandle.standardError.write(Data("nodeguardctl: could not read \(problem)\n".utf8))
             }
+        }
+    }
+
+    struct Explain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the path a packet to a port takes on this node: who rewrites it, where NodeGuard drops it, and what defeats that.")
+
+        @OptionGroup var socket: SocketOption
+
+        @Argument(help: "PORT or PORT/PROTOCOL (default tcp).")
+        var port: String
+
+        @Flag(help: "Print JSON for scripts.")
+        var json = false
+
+        func validate() throws { _ = try parsePortKey(port) }
+
+        func run() throws {
+            let key = try parsePortKey(port)
+            let result = try socket.send(.explain(key))
+            if json { return print(JSON.serialize(result, pretty: true)) }
+            print("\(key) on this node (\(text(result["dataplane"]?["summary"])))")
+            let rewrites = result["rewrites"]?.arrayValue ?? []
+            if rewrites.isEmpty { print("  rewritten by: nobody (no DNAT of this port was found)") }
+            for rewrite in rewrites {
+                let to = (rewrite["to"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
+                print("  rewritten by: \(text(rewrite["by"])) [\(text(rewrite["family"])), \(text(rewrite["source"]))] -> \(to.isEmpty ? "no endpoints" : to)")
+            }
+            let guardInfo = result["nodeguard"]
+            if guardInfo?["blocked"]?.boolValue == true {
+                let families = (guardInfo?["families"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
+                print("  NodeGuard:    drops it (\(text(guardInfo?["source"])), \(families)) in \(text(guardInfo?["where"]))")
+                if case .object(let drops)? = guardInfo?["dropped"] {
+                    for (family, counter) in drops.sorted(by: { $0.key < $1.key }) {
+                        print("  dropped:      \(family) \(text(counter["packets"])) packets, \(text(counter["bytes"])) bytes")
+                    }
+                }
+            } else {
+                print("  NodeGuard:    does not block it (nodeguardctl block \(key))")
+            }
+            let defeats = (result["defeats"]?.arrayValue ?? []).compactMap(\.stringValue)
+            print("  defeated by:  " + (defeats.isEmpty ? "nothing found" : defeats.joined(separator: "\n                ")))
+            print("  verdict:      \(text(result["verdict"]))")
         }
     }
 

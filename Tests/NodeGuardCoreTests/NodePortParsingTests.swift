@@ -14,7 +14,8 @@ final class NodePortParsingTests: XCTestCase {
             -A KUBE-NODEPORTS -p tcp -m comment --comment "odd/\\"quoted\\" name:x" -m tcp --dport 32001 -j KUBE-EXT-ODD
             COMMIT
             """
-        let ports = NodePortReader.parseSave(text, family: .ipv6, source: "iptables-nft")
+        let table = NatTableReader.parseSave(text, family: .ipv6, source: "iptables-nft")!
+        let ports = DataplaneReader.kubeNodePorts(table)
         XCTAssertEqual(ports.map(\.key), [PortKey(port: 31002, transport: .tcp), PortKey(port: 31900, transport: .udp),
                                           PortKey(port: 32001, transport: .tcp)])
         XCTAssertEqual(ports.map(\.service), ["vault/vault-ui:http", "dns/resolver:dns", "odd/\"quoted\" name:x"])

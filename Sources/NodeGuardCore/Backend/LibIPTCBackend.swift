@@ -40,6 +40,17 @@ public struct LibIPTCBackend: NetfilterBackend {
         return text.split(separator: "\n").contains(Substring(name))
     }
 
+    public func readTable<T>(
+        _ name: String, _ family: AddressFamily,
+        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+    ) throws(NodeGuardError) -> T {
+        Self.libraryLock.lock()
+        defer { Self.libraryLock.unlock() }
+        let snapshot = try IPTCSnapshot(family: family, table: name)
+        defer { snapshot.close() }
+        return try body(snapshot)
+    }
+
     public func withTable<T>(
         _ name: String, _ family: AddressFamily,
         _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
@@ -225,7 +236,25 @@ final class IPTCSnapshot: MangleTableSnapshot {
         if c.has_destination_ports != 0, c.destination_port_first <= c.destination_port_last {
             observed.destinationPorts = c.destination_port_first...c.destination_port_last
         }
+        if info.nat_has_address != 0 {
+            var raw = info.nat_address
+            let bytes = withUnsafeBytes(of: &raw) { Array($0.prefix(family.addressByteCount)) }
+            var address = addressText(bytes, family: family)
+            if info.nat_has_ports != 0 {
+                if family == .ipv6 { address = "[\(address)]" }
+                address += ":\(info.nat_port_first)"
+                if info.nat_port_last != info.nat_port_first { address += "-\(info.nat_port_last)" }
+            }
+            observed.natDestination = address
+        }
         return observed
+    }
+
+    private static func addressText(_ bytes: [UInt8], family: AddressFamily) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let af = family == .ipv4 ? AF_INET : AF_INET6
+        _ = bytes.withUnsafeBytes { inet_ntop(af, $0.baseAddress, &buffer, socklen_t(buffer.count)) }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private static func copyCString<Buffer>(_ text: String, into buffer: inout Buffer) {

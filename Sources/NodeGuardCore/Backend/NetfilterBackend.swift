@@ -24,6 +24,14 @@ public protocol NetfilterBackend: Sendable {
         _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> (result: T, committed: Bool)
 
+    /// Runs `body` on a read-only snapshot, without the xtables lock (as
+    /// iptables-save reads): for other agents' tables, which NodeGuard never
+    /// writes. Opening a missing table creates it: check `tableExists` first.
+    func readTable<T>(
+        _ name: String, _ family: AddressFamily,
+        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+    ) throws(NodeGuardError) -> T
+
     /// Whether the kernel already has this legacy table; asking must not
     /// create it (opening a table through libiptc does).
     func tableExists(_ name: String, _ family: AddressFamily) -> Bool

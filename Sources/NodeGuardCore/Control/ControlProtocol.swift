@@ -5,7 +5,7 @@
 ///     <- {"version":1,"ok":true,"result":{...}}
 ///     <- {"version":1,"ok":false,"error":{"code":"config_entry","message":"..."}}
 ///
-/// Commands: block (entry), unblock (port, protocol), list, status, reload, metrics, nodeports.
+/// Commands: block (entry), unblock (port, protocol), list, status, reload, metrics, nodeports, explain (port, protocol).
 public enum ControlProtocol {
     public static let version = 1
     /// A longer line is refused with `message_too_large` and the connection closed.
@@ -21,6 +21,7 @@ public enum ControlRequest: Sendable, Hashable {
     case reload
     case metrics
     case nodeports
+    case explain(PortKey)
 
     public var command: String {
         switch self {
@@ -31,6 +32,7 @@ public enum ControlRequest: Sendable, Hashable {
         case .reload: "reload"
         case .metrics: "metrics"
         case .nodeports: "nodeports"
+        case .explain: "explain"
         }
     }
 
@@ -38,7 +40,7 @@ public enum ControlRequest: Sendable, Hashable {
     public var isMutating: Bool {
         switch self {
         case .block, .unblock, .reload: true
-        case .list, .status, .metrics, .nodeports: false
+        case .list, .status, .metrics, .nodeports, .explain: false
         }
     }
 
@@ -49,7 +51,7 @@ public enum ControlRequest: Sendable, Hashable {
         ]
         switch self {
         case .block(let entry): fields["entry"] = DenyListCodec.encodeEntry(entry)
-        case .unblock(let key):
+        case .unblock(let key), .explain(let key):
             fields["port"] = .number(String(key.port))
             fields["protocol"] = .string(key.transport.rawValue)
         case .list, .status, .reload, .metrics, .nodeports: break
@@ -80,7 +82,7 @@ public enum ControlRequest: Sendable, Hashable {
                 "version: \(JSON.serialize(version)) is not supported (this daemon speaks version \(ControlProtocol.version))")
         }
         guard case .string(let command)? = fields["command"] else {
-            throw NodeGuardError(.invalidRequest, "command: missing or not a string (one of block, unblock, list, status, reload, metrics, nodeports)")
+            throw NodeGuardError(.invalidRequest, "command: missing or not a string (one of block, unblock, list, status, reload, metrics, nodeports, explain)")
         }
         let allowed: Set<String>
         let request: ControlRequest
@@ -95,7 +97,7 @@ public enum ControlRequest: Sendable, Hashable {
                 throw NodeGuardError(.invalidRequest, problems.map(\.description).joined(separator: "; "))
             }
             request = .block(entry)
-        case "unblock":
+        case "unblock", "explain":
             allowed = ["version", "command", "port", "protocol"]
             guard let port = fields["port"]?.integerValue, (1...65535).contains(port) else {
                 throw NodeGuardError(.invalidRequest, "port: missing or not a whole number from 1 to 65535")
@@ -107,14 +109,15 @@ public enum ControlRequest: Sendable, Hashable {
                 }
                 transport = parsed
             }
-            request = .unblock(PortKey(port: UInt16(port), transport: transport))
+            let key = PortKey(port: UInt16(port), transport: transport)
+            request = command == "unblock" ? .unblock(key) : .explain(key)
         case "list": allowed = ["version", "command"]; request = .list
         case "status": allowed = ["version", "command"]; request = .status
         case "reload": allowed = ["version", "command"]; request = .reload
         case "metrics": allowed = ["version", "command"]; request = .metrics
         case "nodeports": allowed = ["version", "command"]; request = .nodeports
         default:
-            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(command)\" (one of block, unblock, list, status, reload, metrics, nodeports)")
+            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(command)\" (one of block, unblock, list, status, reload, metrics, nodeports, explain)")
         }
         if let unknown = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw NodeGuardError(.invalidRequest, "\(unknown): unknown field for command \(command)")

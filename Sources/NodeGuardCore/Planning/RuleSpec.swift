@@ -72,6 +72,9 @@ public struct ObservedRule: Sendable, Hashable, CustomStringConvertible {
     /// foreign rules (kube-proxy's NodePort rules, for one).
     public var protocolNumber: UInt8 = 0
     public var destinationPorts: ClosedRange<UInt16>?
+    /// For a DNAT rule: where it sends packets ("10.244.1.5:8200",
+    /// "[fd00::5]:8200", or an address alone).
+    public var natDestination: String?
 
     public init(spec: RuleSpec?, target: String, comment: String, packets: UInt64 = 0, bytes: UInt64 = 0) {
         self.spec = spec

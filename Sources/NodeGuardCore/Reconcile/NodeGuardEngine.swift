@@ -54,6 +54,8 @@ public final class NodeGuardEngine {
     private var watch = ChangeWatch()
     private var lastFullRead: ContinuousClock.Instant?
     private var fights = FightTracker()
+    private let dataplaneCache = DataplaneCache()
+    private var loggedDataplane: String?
     private(set) var lastError: String?
     private var textfileWritten: ContinuousClock.Instant?
     /// The textfile is rewritten at most this often (and after every change).
@@ -77,6 +79,7 @@ public final class NodeGuardEngine {
         lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
         rememberTables()
+        _ = dataplane()
         updateTextfile(force: true)
         record("start", from: .daemon, details: [
             "entries": .integer(effectiveEntries.count), "changes": .array(changes.map { .string($0.description) }),
@@ -226,7 +229,8 @@ public final class NodeGuardEngine {
             case .block(let entry): response = .success(try block(entry))
             case .unblock(let key): response = .success(try unblock(key))
             case .reload: response = .success(try reload())
-            case .list: response = .success(.object(["entries": .array(entryReports(counters: [:], nodePorts: nodePorts()))]))
+            case .list: response = .success(.object(["entries": .array(entryReports(counters: [:], nodePorts: dataplane()))]))
+            case .explain(let key): response = .success(explain(key))
             case .nodeports: response = .success(nodePortReport())
             case .status: response = .success(status())
             case .metrics: response = .success(.object(["text": .string(metrics().render())]))
@@ -241,7 +245,7 @@ public final class NodeGuardEngine {
             case .block(let entry): details["entry"] = DenyListCodec.encodeEntry(entry)
             case .unblock(let key): details["port"] = .string(key.description)
             case .reload: details["config"] = .string(configuration.configPath)
-            case .list, .status, .metrics, .nodeports: break
+            case .list, .status, .metrics, .nodeports, .explain: break
             }
             if case .success(let result) = response, let changes = result["changes"] { details["changes"] = changes }
             var error: String?
@@ -418,27 +422,106 @@ public final class NodeGuardEngine {
         return line
     }
 
-    func nodePorts() -> NodePortReader.Result {
-        NodePortReader.read(backend: reconciler.backend, families: reconciler.families)
+    /// What rewrites NodePorts on this node, re-read only when a nat table,
+    /// nftables or the marker interfaces changed. A change in what defeats
+    /// NodeGuard is logged.
+    func dataplane() -> DataplaneReport {
+        let report = dataplaneCache.report(backend: reconciler.backend, families: reconciler.families)
+        if report.summary != loggedDataplane {
+            loggedDataplane = report.summary
+            logger.info("dataplane: \(report.summary)")
+            for warning in report.warnings { logger.warning("dataplane: \(warning)") }
+        }
+        return report
     }
 
     /// Every NodePort on the node, its service, and whether NodeGuard blocks it.
     func nodePortReport() -> JSONValue {
-        let found = nodePorts()
+        let found = dataplane()
         let blocked = Dictionary(effectiveEntries.map { ($0.entry.key, $0.entry) }) { first, _ in first }
         let ports: [JSONValue] = found.nodePorts.map { nodePort in
             let entry = blocked[nodePort.key]
             return .object([
                 "port": .integer(nodePort.key.port), "protocol": .string(nodePort.key.transport.rawValue),
                 "family": .string(nodePort.family.rawValue), "service": .string(nodePort.service),
-                "source": .string(nodePort.source),
+                "source": .string(nodePort.source), "endpoints": .array(nodePort.endpoints.map { .string($0) }),
                 "blocked": .bool(entry?.family.includes(nodePort.family) ?? false),
             ])
         }
-        return .object(["nodeports": .array(ports), "problems": .array(found.problems.map { .string($0) })])
+        return .object(["nodeports": .array(ports), "problems": .array(found.problems.map { .string($0) }),
+                        "dataplane": dataplaneJSON(found)])
     }
 
-    func entryReports(counters: [PortKey: DropCounters], nodePorts: NodePortReader.Result) -> [JSONValue] {
+    func dataplaneJSON(_ report: DataplaneReport) -> JSONValue {
+        var fields: [String: JSONValue] = [
+            "kubeProxy": .array(report.kubeProxy.map { .string($0) }),
+            "others": .array(report.others.map { .string($0) }),
+            "warnings": .array(report.warnings.map { .string($0) }),
+            "summary": .string(report.summary),
+            "reads": .integer(dataplaneCache.reads),
+        ]
+        if let ebpf = report.ebpf { fields["ebpf"] = .string(ebpf) }
+        return .object(fields)
+    }
+
+    /// The path a packet to `key` takes on this node: who rewrites it and to
+    /// where, whether and where NodeGuard drops it, and what defeats that.
+    func explain(_ key: PortKey) -> JSONValue {
+        let report = dataplane()
+        let health = tableHealth()
+        let entry = effectiveEntries.first { $0.entry.key == key }
+        var rewrites: [JSONValue] = report.nodePorts.filter { $0.key == key }.map { nodePort in
+            .object(["by": .string("kube-proxy service \(nodePort.service)"), "kind": .string("kube-proxy"),
+                     "family": .string(nodePort.family.rawValue), "source": .string(nodePort.source),
+                     "to": .array(nodePort.endpoints.map { .string($0) })])
+        }
+        rewrites += report.rewrites.filter { $0.key == key }.map { rewrite in
+            .object(["by": .string("\(rewrite.kind.rawValue) (nat chain \(rewrite.chain))"), "kind": .string(rewrite.kind == .docker ? "docker" : rewrite.kind == .cniHostPort ? "cni-hostport" : "dnat"),
+                     "family": .string(rewrite.family.rawValue), "source": .string(rewrite.source),
+                     "to": .array([.string(rewrite.to)])])
+        }
+        var defeats = report.warnings.filter { !$0.hasPrefix("kube-proxy runs in IPVS mode") }
+        var fields: [String: JSONValue] = ["port": .integer(key.port), "protocol": .string(key.transport.rawValue),
+                                           "rewrites": .array(rewrites), "dataplane": dataplaneJSON(report)]
+        if let (blockEntry, source) = entry {
+            var drops: [String: JSONValue] = [:]
+            for inspection in health.inspections where blockEntry.family.includes(inspection.family) {
+                let counter = inspection.dropCounters[key] ?? DropCounters()
+                drops[inspection.family.rawValue] = .object(["packets": .integer(counter.packets), "bytes": .integer(counter.bytes)])
+                for (hook, first) in inspection.hookFirst.sorted(by: { $0.key < $1.key }) where !first {
+                    defeats.append("NodeGuard's jump is not rule 1 of \(inspection.family.rawValue) mangle \(hook): a rule above it may accept the packet first")
+                }
+            }
+            if let fight = fights.fight {
+                defeats.append("a fight with '\(fight.displacement.culprit)' for mangle \(fight.displacement.chain): new connections are held closed from the raw table")
+            }
+            let families = AddressFamily.allCases.filter { blockEntry.family.includes($0) && reconciler.families.contains($0) }
+            let unblockedFamilies = Set(report.nodePorts.filter { $0.key == key }.map(\.family)).subtracting(families)
+            for family in unblockedFamilies.sorted(by: { $0.rawValue < $1.rawValue }) {
+                defeats.append("the block covers \(families.map(\.rawValue).joined(separator: ", ")) only; the service also listens on \(family.rawValue)")
+            }
+            if !blockEntry.allowFrom.isEmpty {
+                defeats.append("allowFrom lets \(blockEntry.allowFrom.map(\.description).joined(separator: ", ")) through (by design)")
+            }
+            fields["nodeguard"] = .object([
+                "blocked": .bool(true), "source": .string(source.rawValue),
+                "families": .array(families.map { .string($0.rawValue) }),
+                "where": .string("mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> NODEGUARD -> NODEGUARD-\(key.transport.rawValue.uppercased())"),
+                "dropped": .object(drops),
+            ])
+        } else {
+            fields["nodeguard"] = .object(["blocked": .bool(false)])
+        }
+        fields["defeats"] = .array(defeats.map { .string($0) })
+        let blocked = entry != nil
+        let closed = blocked && report.ebpf != "cilium-kube-proxy-replacement" && health.healthy
+        fields["verdict"] = .string(!blocked ? "open: NodeGuard does not block \(key)"
+                                    : closed ? "closed: NodeGuard drops \(key) before any DNAT"
+                                    : "at risk: see defeats")
+        return .object(fields)
+    }
+
+    func entryReports(counters: [PortKey: DropCounters], nodePorts: DataplaneReport) -> [JSONValue] {
         let services = Dictionary(grouping: nodePorts.nodePorts, by: \.key).mapValues { Array(Set($0.map(\.service))).sorted() }
         return effectiveEntries.map { entry, source in
             guard case .object(var fields) = DenyListCodec.encodeEntry(entry) else { return .null }
@@ -461,6 +544,7 @@ public final class NodeGuardEngine {
 
     func status() -> JSONValue {
         let health = tableHealth()
+        let report = dataplane()
         var counters: [PortKey: DropCounters] = [:]
         var hooks: [String: JSONValue] = [:]
         for inspection in health.inspections {
@@ -476,7 +560,8 @@ public final class NodeGuardEngine {
             "stateDirectory": .string(configuration.stateDirectory),
             "verifyIntervalMs": .integer(configuration.verifyInterval.components.seconds * 1000
                                          + configuration.verifyInterval.components.attoseconds / 1_000_000_000_000_000),
-            "entries": .array(entryReports(counters: counters, nodePorts: nodePorts())),
+            "entries": .array(entryReports(counters: counters, nodePorts: report)),
+            "dataplane": dataplaneJSON(report),
             "hooks": .object(hooks),
             "hooksFirst": .bool(health.hooksFirst),
             "repairs": .integer(repairCount),

@@ -65,9 +65,10 @@ enum TestPaths {
     static var nodeguardctl: String { binaries.appendingPathComponent("nodeguardctl").path }
 }
 
-/// Which iptables backend the node's kube-proxy-shaped nat table uses.
+/// How the node's kube-proxy-shaped NodePorts are written: iptables mode
+/// with the legacy or the nft backend, nftables mode, or no kube-proxy.
 enum NatBackend {
-    case legacy, nft
+    case legacy, nft, nftables, none
     var restore: String { self == .legacy ? "iptables-legacy-restore" : "iptables-nft-restore" }
     var restore6: String { self == .legacy ? "ip6tables-legacy-restore" : "ip6tables-nft-restore" }
 }
@@ -132,11 +133,27 @@ final class TestNode {
     }
 
     func loadKubeProxyNat(_ backend: NatBackend) throws {
+        switch backend {
+        case .none: return
+        case .nftables:
+            let rules = try String(contentsOf: TestPaths.fixtures.appendingPathComponent("kube-proxy-nftables.nft"), encoding: .utf8)
+                .replacingOccurrences(of: "@POD4@", with: Self.podIPv4).replacingOccurrences(of: "@POD6@", with: Self.podIPv6)
+            try check(runCommand(["ip", "netns", "exec", node, "nft", "-f", "-"], input: rules), "loading kube-proxy's nftables tables")
+            return
+        case .legacy, .nft: break
+        }
         let template = try String(contentsOf: TestPaths.fixtures.appendingPathComponent("kube-proxy-nat.rules"), encoding: .utf8)
         let v4 = template.replacingOccurrences(of: "@POD@", with: Self.podIPv4)
         let v6 = template.replacingOccurrences(of: "@POD@", with: "[\(Self.podIPv6)]")
         try check(runCommand(["ip", "netns", "exec", node, backend.restore], input: v4), "loading the IPv4 nat table")
         try check(runCommand(["ip", "netns", "exec", node, backend.restore6], input: v6), "loading the IPv6 nat table")
+    }
+
+    /// Loads a fixture with iptables-legacy-restore (or `tool`), @POD@ replaced by the pod's IPv4 address.
+    func loadFixture(_ name: String, tool: [String] = ["iptables-legacy-restore"]) throws {
+        let rules = try String(contentsOf: TestPaths.fixtures.appendingPathComponent(name), encoding: .utf8)
+            .replacingOccurrences(of: "@POD@", with: Self.podIPv4)
+        try check(runCommand(["ip", "netns", "exec", node] + tool, input: rules), "loading \(name)")
     }
 
     /// Whether the pod still listens on its test ports.
