@@ -54,6 +54,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Measurements for bench/run.sh; not packaged.
+        .executableTarget(
+            name: "nodeguard-bench",
+            dependencies: [
+                "NodeGuardCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(
             name: "NodeGuardCoreTests",
             dependencies: ["NodeGuardCore"]

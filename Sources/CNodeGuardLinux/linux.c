@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -77,3 +78,5 @@ int nglinux_nftables_generation(uint32_t *generation) {
     errno = EPROTO;
     return -1;
 }
+
+void nglinux_release_free_memory(void) { malloc_trim(0); }

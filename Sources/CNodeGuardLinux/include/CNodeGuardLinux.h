@@ -16,4 +16,8 @@ int nglinux_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid)
 /// errno set (EPROTONOSUPPORT or ENOENT-like errors where nf_tables is absent).
 int nglinux_nftables_generation(uint32_t *generation);
 
+/// Returns the heap's free memory to the system (glibc's malloc_trim(0)),
+/// after reading a big table in many small allocations.
+void nglinux_release_free_memory(void);
+
 #endif

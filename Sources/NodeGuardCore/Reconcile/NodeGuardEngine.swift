@@ -79,7 +79,12 @@ public final class NodeGuardEngine {
         lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
         rememberTables()
-        _ = dataplane()
+        // The full dataplane read waits for the first request that needs it
+        // (a 5,000-service nat table costs a few hundred ms and MB to read);
+        // an eBPF dataplane that defeats NodeGuard is said at once.
+        if DataplaneReader.interfaceExists("cilium_host") {
+            logger.warning("dataplane: a cilium_host interface exists; if Cilium replaces kube-proxy, NodePorts are balanced by eBPF before netfilter and NodeGuard's blocks cannot close them (`nodeguardctl status` tells)")
+        }
         updateTextfile(force: true)
         record("start", from: .daemon, details: [
             "entries": .integer(effectiveEntries.count), "changes": .array(changes.map { .string($0.description) }),
