@@ -89,7 +89,10 @@ int ngiptc_reader_digest(ngiptc_reader *reader, const char *table, ngiptc_table_
             reader->capacity = needed;
         }
         struct ipt_get_entries *request = (struct ipt_get_entries *)reader->buffer;
-        memset(request, 0, header);
+        // The kernel copies match and target names only up to their NUL: the
+        // rest of each name field is whatever the buffer held. Zero it all so
+        // the digest depends on the rules alone.
+        memset(reader->buffer, 0, needed);
         strncpy(request->name, table, sizeof(request->name) - 1);
         request->size = info->size;
         socklen_t length = (socklen_t)needed;
