@@ -82,6 +82,19 @@ final class DataplaneTests: NodeTestCase {
         XCTAssertTrue(status.contains("WARNING:     Cilium's eBPF kube-proxy replacement"), status)
     }
 
+    func testIPVSModeIsRecognisedAndTheBlockStillWorks() throws {
+        try setUpNode(nat: .none)
+        // What IPVS mode leaves behind: the interface for service addresses (a
+        // dummy there; a veth here, whose kernel has no dummy driver) and its nat chain.
+        let made = try node.inNode("ip link add kube-ipvs0 type veth peer name ipvs-peer && iptables-legacy -w -t nat -N KUBE-SERVICES && iptables-legacy -w -t nat -N KUBE-NODE-PORT")
+        XCTAssertEqual(made.status, 0, made.stderr)
+        try node.startDaemon()
+        let plane = try dataplane()
+        XCTAssertEqual(plane["kubeProxy"] as? [String], ["ipvs"])
+        XCTAssertTrue((plane["warnings"] as? [String])?.contains { $0.contains("IPVS mode") } == true, "\(plane)")
+        XCTAssertEqual(try node.status()["healthy"] as? Bool, true)
+    }
+
     func testDockerAndCNIHostPortRewritesAreExplainedAndBlocked() throws {
         try setUpNode(nat: .legacy)
         try node.loadFixture("docker-cni-nat.rules", tool: ["iptables-legacy-restore", "--noflush"])

@@ -49,6 +49,8 @@ final class NodePortDiscoveryTests: NodeTestCase {
         XCTAssertTrue(ports.contains { $0["port"] as? Int == 31003 && $0["service"] as? String == "web/frontend:http"
             && $0["source"] as? String == "iptables-nft" && $0["family"] as? String == "ipv6" }, "\(ports)")
         XCTAssertFalse(ports.contains { $0["source"] as? String == "iptables-legacy" })
+        let dataplane = try XCTUnwrap(node.status()["dataplane"] as? [String: Any])
+        XCTAssertEqual(dataplane["kubeProxy"] as? [String], ["iptables-nft"])
         for file in ["/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"] {
             let names = try node.inNode("cat \(file)").stdout
             XCTAssertFalse(names.split(separator: "\n").contains("nat"), "reading must not create a legacy nat table: \(names)")
