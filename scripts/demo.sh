@@ -69,7 +69,7 @@ ip netns exec "$node" iptables-legacy -D INPUT -p tcp --dport 31002 -j DROP
 say "3. NodeGuard closes it before DNAT"
 echo '{"version": 1, "blocked": []}' > "$work/denylist.json"
 ip netns exec "$node" "$bin/nodeguardd" --config "$work/denylist.json" --state-dir "$work/state" \
-  --socket "$work/nodeguard.sock" --verify-interval 100ms 2> "$work/nodeguardd.log" &
+  --socket "$work/nodeguard.sock" 2> "$work/nodeguardd.log" &
 pids+=($!); disown $!
 for _ in $(seq 100); do "$bin/nodeguardctl" status --socket "$work/nodeguard.sock" >/dev/null 2>&1 && break; sleep 0.1; done
 run "nodeguardctl block 31002 --reason 'vault UI CVE, ticket SEC-1234'"
@@ -83,10 +83,14 @@ echo
 run "iptables-legacy -t mangle -S"
 ip netns exec "$node" iptables-legacy -t mangle -S | grep NODEGUARD | sed 's/^/  /'
 
-say "4. Someone flushes NodeGuard's chain: repaired within the verify interval"
+echo
+run "nodeguardctl explain 31002"
+"$bin/nodeguardctl" explain 31002 --socket "$work/nodeguard.sock" | sed 's/^/  /'
+
+say "4. Someone flushes NodeGuard's chain: repaired the moment their iptables releases the lock"
 run "iptables -t mangle -F NODEGUARD-TCP"
 ip netns exec "$node" iptables-legacy -w -t mangle -F NODEGUARD-TCP
-sleep 0.3
+sleep 0.1
 expect closed "$client" tcp 198.18.0.1 31002 "remote client -> 198.18.0.1:31002"
 grep "repaired drift" "$work/nodeguardd.log" | sed 's/^.*repaired/  repaired/' | head -3
 
