@@ -107,7 +107,7 @@ final class DenyListCodecTests: XCTestCase {
         assertInvalidDenyList(#"{"version":2,"blocked":[]}"#, contains: ["version: unknown version 2", "reads version 1"])
         assertInvalidDenyList(#"{"version":0,"blocked":[]}"#, contains: ["version: unknown version 0"])
         assertInvalidDenyList(#"{"version":1.0,"blocked":[]}"#, contains: ["version: unknown version 1.0"])
-        assertInvalidDenyList(#"{"version":"1","blocked":[]}"#, contains: ["version: unknown version a string"])
+        assertInvalidDenyList(#"{"version":"1","blocked":[]}"#, contains: ["version: expected a number, found a string"])
     }
 
     func testMissingOrWrongBlocked() {

@@ -117,10 +117,10 @@ public enum ControlRequest: Sendable, Hashable {
         case "metrics": allowed = ["version", "command"]; request = .metrics
         case "nodeports": allowed = ["version", "command"]; request = .nodeports
         default:
-            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(command)\" (one of block, unblock, list, status, reload, metrics, nodeports, explain)")
+            throw NodeGuardError(.invalidRequest, "command: unknown command \"\(displayText(command))\" (one of block, unblock, list, status, reload, metrics, nodeports, explain)")
         }
         if let unknown = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw NodeGuardError(.invalidRequest, "\(unknown): unknown field for command \(command)")
+            throw NodeGuardError(.invalidRequest, "\(displayText(unknown)): unknown field for command \(command)")
         }
         return request
     }

@@ -58,7 +58,7 @@ public struct PortKey: Sendable, Hashable, Comparable, CustomStringConvertible {
     public init(parsing text: String) throws(NodeGuardError) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let first = parts.first else {
-            throw NodeGuardError(.invalidRequest, "'\(text)' is not PORT or PORT/PROTOCOL")
+            throw NodeGuardError(.invalidRequest, "'\(displayText(text))' is not PORT or PORT/PROTOCOL")
         }
         guard first.allSatisfy(\.isASCII), first.allSatisfy(\.isNumber), let number = Int(first), (1...65535).contains(number) else {
             throw NodeGuardError(.invalidRequest, "port '\(first)' is not a number from 1 to 65535")
@@ -91,9 +91,13 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     /// Host bits set is an error, not silently masked: "198.18.0.5/24" most
     /// likely means the writer meant something else.
     public init(parsing text: String) throws(NodeGuardError) {
+        // inet_pton stops at a NUL: "10.0.0.0\0garbage" must not read as 10.0.0.0.
+        guard text.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
+            throw NodeGuardError(.invalidDenyList, "'\(displayText(text))' is not an IPv4 or IPv6 address (it holds a control, space or non-ASCII character)")
+        }
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let addressText = parts.first else {
-            throw NodeGuardError(.invalidDenyList, "'\(text)' is not an address or ADDRESS/PREFIX")
+            throw NodeGuardError(.invalidDenyList, "'\(displayText(text))' is not an address or ADDRESS/PREFIX")
         }
         var bytes = [UInt8](repeating: 0, count: 16)
         let family: AddressFamily
@@ -103,7 +107,7 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
         } else if inet_pton(AF_INET6, String(addressText), &bytes) == 1 {
             family = .ipv6
         } else {
-            throw NodeGuardError(.invalidDenyList, "'\(addressText)' is not an IPv4 or IPv6 address")
+            throw NodeGuardError(.invalidDenyList, "'\(displayText(addressText))' is not an IPv4 or IPv6 address")
         }
         var prefix = family.maximumPrefixLength
         if parts.count == 2 {

@@ -2,7 +2,10 @@
 public struct DenyListProblem: Sendable, Hashable, CustomStringConvertible {
     public var path: String
     public var message: String
-    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+    /// Paths and messages carry text from the input: shown escaped and cut short.
+    public var description: String {
+        path.isEmpty ? displayText(message, limit: 300) : "\(displayText(path, limit: 80)): \(displayText(message, limit: 300))"
+    }
 }
 
 /// Reads and writes the deny-list format (also used for the runtime state
@@ -25,12 +28,18 @@ public enum DenyListCodec {
         throw invalid(problems, source: source)
     }
 
+    /// At most this many problems are listed; a hostile 10 MB file has a million.
+    public static let maximumListedProblems = 15
+
     public static func invalid(_ problems: [DenyListProblem], source: String) -> NodeGuardError {
         if problems.count == 1 {
             return NodeGuardError(.invalidDenyList, "\(source): \(problems[0])")
         }
-        let lines = problems.map { "  \($0)" }.joined(separator: "\n")
-        return NodeGuardError(.invalidDenyList, "\(source): \(problems.count) problems:\n\(lines)")
+        var lines = problems.prefix(maximumListedProblems).map { "  \($0)" }
+        if problems.count > maximumListedProblems {
+            lines.append("  ... and \(problems.count - maximumListedProblems) more")
+        }
+        return NodeGuardError(.invalidDenyList, "\(source): \(problems.count) problems:\n\(lines.joined(separator: "\n"))")
     }
 
     static func decode(_ value: JSONValue, problems: inout [DenyListProblem]) -> DenyList? {
@@ -46,9 +55,10 @@ public enum DenyListCodec {
             problems.append(.init(path: "version", message: "missing (this NodeGuard reads version \(DenyList.currentVersion))"))
         case .some(let v) where v.integerValue == DenyList.currentVersion:
             break
+        case .some(.number(let n)):
+            problems.append(.init(path: "version", message: "unknown version \(n) (this NodeGuard reads version \(DenyList.currentVersion))"))
         case .some(let v):
-            let shown = if case .number(let n) = v { n } else { v.typeDescription }
-            problems.append(.init(path: "version", message: "unknown version \(shown) (this NodeGuard reads version \(DenyList.currentVersion))"))
+            problems.append(.init(path: "version", message: "expected a number, found \(v.typeDescription)"))
         }
         guard let blocked = top["blocked"] else {
             problems.append(.init(path: "blocked", message: "missing (use [] for an empty list)"))

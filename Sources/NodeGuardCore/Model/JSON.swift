@@ -46,7 +46,18 @@ public enum JSON {
     public static let maximumDepth = 32
 
     public static func parse(_ bytes: some Collection<UInt8>) throws(JSONSyntaxError) -> JSONValue {
-        var parser = Parser(bytes: Array(bytes))
+        let bytes = Array(bytes)
+        // Say what an editor did rather than "unexpected character".
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
+            throw JSONSyntaxError(message: "the text starts with a UTF-8 byte-order mark (EF BB BF); save it as UTF-8 without one", line: 1, column: 1)
+        }
+        // A BOM, or ASCII interleaved with NULs ("{\0\"\0" or "\0{\0\"").
+        let interleaved = bytes.count >= 4 && (bytes[0] != 0 && bytes[1] == 0 && bytes[2] != 0 && bytes[3] == 0
+                                               || bytes[0] == 0 && bytes[1] != 0 && bytes[2] == 0 && bytes[3] != 0)
+        if bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]) || interleaved {
+            throw JSONSyntaxError(message: "the text looks like UTF-16; NodeGuard reads UTF-8", line: 1, column: 1)
+        }
+        var parser = Parser(bytes: bytes)
         return try parser.parseDocument()
     }
 
