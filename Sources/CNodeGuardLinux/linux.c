@@ -27,6 +27,15 @@ int nglinux_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid)
     return 0;
 }
 
+int nglinux_peer_groups(int fd, uint32_t *groups, int capacity) {
+    socklen_t length = (socklen_t)(capacity * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &length) != 0) {
+        if (errno == ERANGE) return (int)(length / sizeof(gid_t));
+        return -1;
+    }
+    return (int)(length / sizeof(gid_t));
+}
+
 int nglinux_nftables_generation(uint32_t *generation) {
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
     if (fd < 0) return -1;

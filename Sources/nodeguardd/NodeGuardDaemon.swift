@@ -33,6 +33,9 @@ struct NodeGuardDaemon: AsyncParsableCommand {
     @Option(help: "How often to check the tables' sizes, which catches inserts, deletes and flushes by writers that skip the xtables lock; lock holders are seen at once.")
     var watchInterval = "100ms"
 
+    @Option(help: "Besides root, members of this group may use the control socket.")
+    var group = "nodeguard"
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -93,7 +96,11 @@ struct NodeGuardDaemon: AsyncParsableCommand {
         do {
             // Apply before serving: a bad file stops here and the kernel keeps its rules.
             try engine.start()
-            server = try ControlServer(path: socket, logger: logger) { request, origin in
+            let access = ControlAccess(groupName: group)
+            if access.groupID == nil {
+                logger.notice("the group '\(group)' does not exist: only root may use the control socket")
+            }
+            server = try ControlServer(path: socket, logger: logger, access: access) { request, origin in
                 await loop.submit(request, from: origin)
             }
         } catch {

@@ -9,6 +9,11 @@
 /// (SO_PEERCRED). Returns 0, or -1 with errno set.
 int nglinux_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 
+/// The peer's supplementary groups as the kernel recorded them at connect()
+/// (SO_PEERGROUPS, Linux 4.13+). Fills up to `capacity` gids and returns how
+/// many the peer has (which may exceed `capacity`), or -1 with errno set.
+int nglinux_peer_groups(int fd, uint32_t *groups, int capacity);
+
 /// The nf_tables ruleset generation (NFT_MSG_GETGEN over netlink): the
 /// kernel bumps it on every nftables transaction, in any table, so an
 /// unchanged value means nothing in nftables (nor in iptables-nft) changed.

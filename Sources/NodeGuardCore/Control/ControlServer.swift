@@ -26,6 +26,7 @@ public final class ControlServer: Service, @unchecked Sendable {
     private let wake: (read: Int32, write: Int32)
     private let handler: Handler
     private let logger: Logger
+    private let access: ControlAccess
     // Guarded by `lock`.
     private let lock = NSLock()
     private var connections = 0
@@ -33,16 +34,18 @@ public final class ControlServer: Service, @unchecked Sendable {
     /// Takes the socket systemd passed (socket activation), or binds `path`
     /// now, so a start-up problem (path in use, no permission) is reported
     /// before the daemon says it is ready.
-    public init(path: String, logger: Logger, handler: @escaping Handler) throws(NodeGuardError) {
+    public init(path: String, logger: Logger, access: ControlAccess = ControlAccess(),
+                handler: @escaping Handler) throws(NodeGuardError) {
         self.path = path
         self.handler = handler
         self.logger = logger
+        self.access = access
         if let passed = try SocketActivation.listeningUnixSocket() {
             listener = passed
             ownsPath = false
             logger.info("using the control socket passed by systemd (socket activation)")
         } else {
-            listener = try Self.bind(path)
+            listener = try Self.bind(path, group: access.groupID)
             ownsPath = true
         }
         var fds: [Int32] = [0, 0]
@@ -54,7 +57,7 @@ public final class ControlServer: Service, @unchecked Sendable {
         _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
     }
 
-    static func bind(_ path: String) throws(NodeGuardError) -> Int32 {
+    static func bind(_ path: String, group: UInt32?) throws(NodeGuardError) -> Int32 {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
             do {
@@ -85,9 +88,9 @@ public final class ControlServer: Service, @unchecked Sendable {
             close(fd)
             throw error
         }
-        // 0660: root and the `nodeguard` group, if the group exists.
+        // 0660: root and the control group, if it exists.
         chmod(path, 0o660)
-        if let group = getgrnam("nodeguard") { chown(path, 0, group.pointee.gr_gid) }
+        if let group { chown(path, 0, group) }
         guard listen(fd, 128) == 0 else {
             let error = ioError("cannot listen on \(path)")
             close(fd)
@@ -162,7 +165,8 @@ public final class ControlServer: Service, @unchecked Sendable {
 
     private func serve(_ fd: Int32) {
         UnixSocket.setTimeouts(fd, seconds: Self.idleTimeoutSeconds)
-        let origin = Self.peer(of: fd)
+        let peer = ControlAccess.peer(of: fd)
+        let origin = peer.origin
         var reader = UnixSocket.LineReader(fd: fd, limit: ControlProtocol.maximumMessageBytes)
         while true {
             let response: ControlResponse
@@ -177,7 +181,13 @@ public final class ControlServer: Service, @unchecked Sendable {
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d }) { continue }
                 do {
                     let request = try ControlRequest.decode(line)
-                    response = Self.wait(for: request, from: origin, handler: handler)
+                    if let refusal = access.check(request, from: peer) {
+                        logger.warning("refused \(request.command) from \(origin)", metadata: [
+                            "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)", "action": "refused"])
+                        response = .failure(refusal)
+                    } else {
+                        response = Self.wait(for: request, from: origin, handler: handler)
+                    }
                 } catch {
                     response = .failure(error)
                 }
@@ -187,13 +197,6 @@ public final class ControlServer: Service, @unchecked Sendable {
     }
 
     /// Bridges this blocking connection thread to the async handler.
-    /// The connecting process as the kernel saw it at connect() (SO_PEERCRED).
-    static func peer(of fd: Int32) -> RequestOrigin {
-        var pid: Int32 = 0, uid = UInt32.max, gid = UInt32.max
-        _ = nglinux_peer_credentials(fd, &pid, &uid, &gid)
-        return .socket(pid: pid, uid: uid, gid: gid)
-    }
-
     private static func wait(for request: ControlRequest, from origin: RequestOrigin, handler: @escaping Handler) -> ControlResponse {
         final class Box: @unchecked Sendable { var response: ControlResponse? }
         let box = Box()
