@@ -32,4 +32,6 @@ failed=$(grep -cE "^Test Case '.*' failed" "$log" || true)
 skipped=0
 if [[ $summary =~ ([0-9]+)\ tests?\ skipped ]]; then skipped=${BASH_REMATCH[1]}; fi
 echo "$((executed - failed - skipped)) passed, $failed failed, $skipped skipped"
+# A bounded fuzz run of the two decoders of untrusted input (the long run is in BENCHMARKS.md).
+bash fuzz/run.sh "${NODEGUARD_FUZZ_SECONDS:-60}" || status=1
 exit "$status"
