@@ -11,6 +11,8 @@ import Glibc
 /// the reconcile loop would cost the daemon its watchdog.
 public final class ChildProcess {
     public let pid: pid_t
+    /// What was started, for messages.
+    public let arguments: [String]
     private var exitStatus: Int32?
 
     /// Starts `arguments` (looked up on PATH) with the given descriptors as
@@ -53,6 +55,7 @@ public final class ChildProcess {
             throw NodeGuardError(.ioFailure, "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
         }
         pid = child
+        self.arguments = arguments
     }
 
     /// CI runs the tests without standard input. With descriptor 0 closed, a

@@ -5,6 +5,7 @@ Usage: servers.py NAME tcp:PORT ... udp:PORT ...
 Each server answers every connection or datagram with "NAME:PORT\n", on IPv4
 and IPv6 (dual-stack sockets). Prints "ready" once all are listening.
 """
+import os
 import socket
 import sys
 import threading
@@ -56,7 +57,13 @@ def main():
     for spec in sys.argv[2:]:
         kind, port = spec.split(":")
         (serve_tcp if kind == "tcp" else serve_udp)(name, int(port))
-    print("ready", flush=True)
+    # One write, then stdout goes to /dev/null: the test closes its end of the
+    # pipe as soon as it has read "ready", and print()'s separate write of the
+    # newline into a closed pipe used to kill this process (BrokenPipeError)
+    # now and then, leaving the pod refusing connections.
+    os.write(1, b"ready\n")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
     threading.Event().wait()
 
 

@@ -94,6 +94,7 @@ final class TestNode {
     var stateDirectory: String { directory.appendingPathComponent("state").path }
     var socketPath: String { directory.appendingPathComponent("nodeguard.sock").path }
     var logPath: String { directory.appendingPathComponent("nodeguardd.log").path }
+    var serversLogPath: String { directory.appendingPathComponent("servers.log").path }
 
     private var namespaces: [String] = []
     private var processes: [ChildProcess] = []
@@ -165,9 +166,13 @@ final class TestNode {
     private func startPodServers() throws {
         let out = try makePipe()
         defer { close(out.read) }
+        // Their errors go to a file the notes below can show.
+        let errors = open(serversLogPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        defer { if errors >= 0 { close(errors) } }
         let process = try ChildProcess(["ip", "netns", "exec", pod, "python3",
                                         TestPaths.fixtures.appendingPathComponent("servers.py").path,
-                                        "pod", "tcp:8200", "tcp:8300", "tcp:31002", "udp:5300"], stdout: out.write)
+                                        "pod", "tcp:8200", "tcp:8300", "tcp:31002", "udp:5300"], stdout: out.write,
+                                       stderr: errors >= 0 ? errors : nil)
         close(out.write)
         processes.append(process)
         var ready = pollfd(fd: out.read, events: Int16(POLLIN), revents: 0)
@@ -210,10 +215,14 @@ final class TestNode {
             }
             failures.append("exit \(result.status): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
             // NodeGuard only ever drops (a timeout), it never refuses. A refusal
-            // means the pod's test servers are gone; seen rarely in CI and not
-            // yet explained, so restart them loudly rather than fail the check.
+            // means the pod's test servers are gone (they used to die of a
+            // broken pipe after printing "ready"; servers.py no longer can), so
+            // restart them loudly, with their errors, rather than fail the check.
             if result.stderr.contains("Connection refused"), !podServersListening() {
-                print("note: the pod's test servers were not listening (alive: \(processes.first?.isRunning ?? false)); restarting them")
+                let servers = processes.first { $0.arguments.contains { $0.hasSuffix("servers.py") } }
+                let state = servers.map { $0.isRunning ? "running" : "exited with status \($0.wait())" } ?? "unknown"
+                let errors = (try? String(contentsOfFile: serversLogPath, encoding: .utf8)) ?? ""
+                print("note: the pod's test servers were not listening (\(state)); restarting them; their errors:\n\(errors.suffix(1500))")
                 try startPodServers()
             }
         }
