@@ -114,4 +114,24 @@ final class FaultTests: NodeTestCase {
             XCTAssertFalse(try node.inNode("\(ipv6 ? "ip6tables" : "iptables")-legacy-save -t mangle").stdout.contains("NODEGUARD"))
         }
     }
+
+    /// A corrupt runtime state file at start-up is reported and kept as it
+    /// is; the daemon does not start over it, and the kernel keeps the rules.
+    func testACorruptStateFileStopsStartUpAndIsKept() throws {
+        try setUpNode()
+        try node.startDaemon()
+        XCTAssertEqual(try node.ctl("block", "31002").status, 0)
+        node.stopDaemon()
+        let rules = try node.mangleRules()
+        let path = node.stateDirectory + "/runtime.json"
+        let corrupt = Array(#"{"version":1,"blocked":[{"port":31002},"#.utf8)
+        try Data(corrupt).write(to: URL(fileURLWithPath: path))
+
+        XCTAssertThrowsError(try node.startDaemon()) { error in
+            XCTAssertTrue("\(error)".contains("runtime state is corrupt"), "\(error)")
+        }
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: path))), corrupt, "kept byte for byte for inspection")
+        XCTAssertEqual(try node.mangleRules(), rules, "the kernel keeps the rules")
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+    }
 }
