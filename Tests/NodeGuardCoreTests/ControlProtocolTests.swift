@@ -135,14 +135,15 @@ final class ControlRequestTests: XCTestCase {
     }
 
     func testUnblockWithBadPortOrProtocol() {
-        let portMessage = "port: missing or not a whole number from 1 to 65535"
-        assertRejected(#"{"version":1,"command":"unblock","port":0}"#, message: portMessage)
-        assertRejected(#"{"version":1,"command":"unblock","port":65536}"#, message: portMessage)
-        assertRejected(#"{"version":1,"command":"unblock","port":-5}"#, message: portMessage)
-        assertRejected(#"{"version":1,"command":"unblock","port":1.5}"#, message: portMessage)
-        assertRejected(#"{"version":1,"command":"unblock","port":"80"}"#, message: portMessage)
-        assertRejected(#"{"version":1,"command":"unblock"}"#, message: portMessage)
-        assertRejected(#"{"version":1,"command":"unblock","port":80,"protocol":"icmp"}"#, message: "protocol: expected")
+        // The same port rules and messages as a deny-list entry's, saying what was found.
+        assertRejected(#"{"version":1,"command":"unblock","port":0}"#, message: "port: 0 is not a whole number from 1 to 65535")
+        assertRejected(#"{"version":1,"command":"unblock","port":65536}"#, message: "port: 65536 is not a whole number")
+        assertRejected(#"{"version":1,"command":"unblock","port":-5}"#, message: "port: -5 is not a whole number")
+        assertRejected(#"{"version":1,"command":"unblock","port":1.5}"#, message: "port: 1.5 is not a whole number")
+        assertRejected(#"{"version":1,"command":"explain","port":80.0}"#, message: "port: 80.0 must be written as a plain integer (80)")
+        assertRejected(#"{"version":1,"command":"unblock","port":"80"}"#, message: "port: expected a number from 1 to 65535, found a string (\"80\"); write it without quotes")
+        assertRejected(#"{"version":1,"command":"unblock"}"#, message: "port: missing (a number from 1 to 65535)")
+        assertRejected(#"{"version":1,"command":"unblock","port":80,"protocol":"icmp"}"#, message: "protocol: expected \"tcp\", \"udp\" or \"sctp\", found \"icmp\"")
         assertRejected(#"{"version":1,"command":"unblock","port":80,"protocol":null}"#, message: "protocol: expected")
     }
 

@@ -99,17 +99,19 @@ public enum ControlRequest: Sendable, Hashable {
             request = .block(entry)
         case "unblock", "explain":
             allowed = ["version", "command", "port", "protocol"]
-            guard let port = fields["port"]?.integerValue, (1...65535).contains(port) else {
-                throw NodeGuardError(.invalidRequest, "port: missing or not a whole number from 1 to 65535")
+            let port: UInt16
+            switch DenyListCodec.portValue(fields["port"]) {
+            case .success(let value): port = value
+            case .failure(let problem): throw NodeGuardError(.invalidRequest, "port: \(problem.message)")
             }
             var transport = TransportProtocol.tcp
             if let value = fields["protocol"] {
                 guard case .string(let text) = value, let parsed = TransportProtocol(rawValue: text) else {
-                    throw NodeGuardError(.invalidRequest, "protocol: expected \"tcp\", \"udp\" or \"sctp\"")
+                    throw NodeGuardError(.invalidRequest, "protocol: expected \"tcp\", \"udp\" or \"sctp\", found \(DenyListCodec.shown(value))")
                 }
                 transport = parsed
             }
-            let key = PortKey(port: UInt16(port), transport: transport)
+            let key = PortKey(port: port, transport: transport)
             request = command == "unblock" ? .unblock(key) : .explain(key)
         case "list": allowed = ["version", "command"]; request = .list
         case "status": allowed = ["version", "command"]; request = .status

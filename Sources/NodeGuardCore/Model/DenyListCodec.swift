@@ -98,12 +98,9 @@ public enum DenyListCodec {
         }
 
         var port: UInt16 = 0
-        switch fields["port"] {
-        case nil: report("port", "missing (a number from 1 to 65535)")
-        case .some(.number(let text)):
-            if let n = Int(text), (1...65535).contains(n) { port = UInt16(n) }
-            else { report("port", "\(text) is not a whole number from 1 to 65535") }
-        case .some(let other): report("port", "expected a number from 1 to 65535, found \(other.typeDescription)")
+        switch portValue(fields["port"]) {
+        case .success(let value): port = value
+        case .failure(let problem): report("port", problem.message)
         }
 
         var transport = TransportProtocol.tcp
@@ -151,8 +148,30 @@ public enum DenyListCodec {
         return BlockEntry(port: port, transport: transport, family: family, reason: reason, allowFrom: allowFrom)
     }
 
-    private static func shown(_ value: JSONValue) -> String {
-        if case .string(let s) = value { return "\"\(s)\"" }
+    public struct PortProblem: Error, Sendable { public var message: String }
+
+    /// A port field (deny-list entries and control requests alike), with
+    /// what was found when it is not a whole number from 1 to 65535.
+    public static func portValue(_ value: JSONValue?) -> Result<UInt16, PortProblem> {
+        switch value {
+        case nil:
+            return .failure(PortProblem(message: "missing (a number from 1 to 65535)"))
+        case .some(.number(let text)):
+            if let n = Int(text), (1...65535).contains(n) { return .success(UInt16(n)) }
+            let shownText = displayText(text, limit: 40)
+            if let d = Double(text), d.rounded() == d, (1...65535).contains(d) {
+                return .failure(PortProblem(message: "\(shownText) must be written as a plain integer (\(Int(d)))"))
+            }
+            return .failure(PortProblem(message: "\(shownText) is not a whole number from 1 to 65535"))
+        case .some(.string(let text)):
+            return .failure(PortProblem(message: "expected a number from 1 to 65535, found a string (\"\(displayText(text, limit: 20))\"); write it without quotes"))
+        case .some(let other):
+            return .failure(PortProblem(message: "expected a number from 1 to 65535, found \(other.typeDescription)"))
+        }
+    }
+
+    static func shown(_ value: JSONValue) -> String {
+        if case .string(let s) = value { return "\"\(displayText(s))\"" }
         return value.typeDescription
     }
 
