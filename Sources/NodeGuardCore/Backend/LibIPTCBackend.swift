@@ -42,7 +42,7 @@ public struct LibIPTCBackend: NetfilterBackend {
 
     public func readTable<T>(
         _ name: String, _ family: AddressFamily,
-        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+        _ body: (any TableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> T {
         Self.libraryLock.lock()
         defer { Self.libraryLock.unlock() }
@@ -53,7 +53,7 @@ public struct LibIPTCBackend: NetfilterBackend {
 
     public func withTable<T>(
         _ name: String, _ family: AddressFamily,
-        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+        _ body: (any TableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> (result: T, committed: Bool) {
         try XtablesLock.withLock(path: lockPath, timeout: lockTimeout) { () throws(NodeGuardError) in
             Self.libraryLock.lock()
@@ -93,7 +93,7 @@ func netfilterError(_ code: Int32, family: AddressFamily, doing action: String) 
     }
 }
 
-final class IPTCSnapshot: MangleTableSnapshot {
+final class IPTCSnapshot: TableSnapshot {
     let family: AddressFamily
     private var table: OpaquePointer?
     private(set) var changed = false

@@ -1,6 +1,6 @@
-/// An open, editable snapshot of one family's mangle table. Edits stay in
+/// An open, editable snapshot of one family's table (mangle, raw, nat). Edits stay in
 /// memory until the backend commits them all at once.
-public protocol MangleTableSnapshot: AnyObject {
+public protocol TableSnapshot: AnyObject {
     var family: AddressFamily { get }
     /// Every chain name, built-in and user-defined.
     func chainNames() -> [String]
@@ -21,7 +21,7 @@ public protocol NetfilterBackend: Sendable {
     /// loses a race (EAGAIN), `body` runs again on a new snapshot.
     func withTable<T>(
         _ name: String, _ family: AddressFamily,
-        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+        _ body: (any TableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> (result: T, committed: Bool)
 
     /// Runs `body` on a read-only snapshot, without the xtables lock (as
@@ -29,7 +29,7 @@ public protocol NetfilterBackend: Sendable {
     /// writes. Opening a missing table creates it: check `tableExists` first.
     func readTable<T>(
         _ name: String, _ family: AddressFamily,
-        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+        _ body: (any TableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> T
 
     /// Whether the kernel already has this legacy table; asking must not
@@ -47,7 +47,7 @@ public protocol NetfilterBackend: Sendable {
 extension NetfilterBackend {
     public func withMangleTable<T>(
         _ family: AddressFamily,
-        _ body: (any MangleTableSnapshot) throws(NodeGuardError) -> T
+        _ body: (any TableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> (result: T, committed: Bool) {
         try withTable("mangle", family, body)
     }

@@ -35,7 +35,7 @@ public struct TableInspection: Sendable, Hashable {
 public enum TableReconciler {
     /// With `hookMustBeFirst` false, NodeGuard's jump may stay below other
     /// rules (see `ChainDiff.hookEdits`).
-    public static func reconcile(_ table: any MangleTableSnapshot, to plan: TablePlan,
+    public static func reconcile(_ table: any TableSnapshot, to plan: TablePlan,
                                  hookMustBeFirst: Bool = true) throws(NodeGuardError) -> [TableChange] {
         var changes: [TableChange] = []
         func note(_ chain: String, _ what: String, foreignAbove: [String] = []) {
@@ -75,7 +75,7 @@ public enum TableReconciler {
     }
 
     /// Removes every NodeGuard jump and chain (for uninstalling, and to lift the raw hold).
-    public static func removeAll(_ table: any MangleTableSnapshot, tableName: String = "mangle") throws(NodeGuardError) -> [TableChange] {
+    public static func removeAll(_ table: any TableSnapshot, tableName: String = "mangle") throws(NodeGuardError) -> [TableChange] {
         var changes: [TableChange] = []
         let names = table.chainNames()
         for hook in TablePlan.hookChains where names.contains(hook) {
@@ -94,7 +94,7 @@ public enum TableReconciler {
         return changes
     }
 
-    public static func inspect(_ table: any MangleTableSnapshot) throws(NodeGuardError) -> TableInspection {
+    public static func inspect(_ table: any TableSnapshot) throws(NodeGuardError) -> TableInspection {
         var hookFirst: [String: Bool] = [:]
         for hook in TablePlan.hookChains {
             let rules = try table.rules(in: hook)
@@ -113,7 +113,7 @@ public enum TableReconciler {
         return TableInspection(family: table.family, hookFirst: hookFirst, dropCounters: counters)
     }
 
-    private static func apply(_ edits: [ChainEdit], to table: any MangleTableSnapshot, chain: String) throws(NodeGuardError) {
+    private static func apply(_ edits: [ChainEdit], to table: any TableSnapshot, chain: String) throws(NodeGuardError) {
         for edit in edits {
             switch edit {
             case .delete(let index): try table.deleteRule(in: chain, at: index)
