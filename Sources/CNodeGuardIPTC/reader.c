@@ -19,14 +19,10 @@ _Static_assert(offsetof(struct ipt_get_entries, entrytable) == offsetof(struct i
                "IPv4 and IPv6 GET_ENTRIES headers share one layout");
 _Static_assert(NF_INET_NUMHOOKS == 5, "five netfilter hooks");
 
-// Buffers up to this size are kept for the next read (NodeGuard's own
-// mangle table with every NodePort blocked is about 1.5 MB).
-#define NGIPTC_READER_KEEP_BYTES (4u << 20)
-
 struct ngiptc_reader {
     int family;
     int fd;
-    unsigned char *buffer;   // struct ipt_get_entries / ip6t_get_entries
+    unsigned char *buffer;   // struct ipt_get_entries / ip6t_get_entries, during a read only
     size_t capacity;
 };
 
@@ -130,13 +126,11 @@ int ngiptc_reader_digest(ngiptc_reader *reader, const char *table, ngiptc_table_
         }
         for (size_t i = words * 8; i < info->size; i++) hash = mix(hash, entries[i]);
         *digest = hash;
-        // A big table (kube-proxy's nat) is read rarely: do not keep its
-        // copy resident between reads.
-        if (reader->capacity > NGIPTC_READER_KEEP_BYTES) {
-            free(reader->buffer);
-            reader->buffer = NULL;
-            reader->capacity = 0;
-        }
+        // Do not keep the copy resident between reads: a few page faults per
+        // read cost less than megabytes held by an idle daemon.
+        free(reader->buffer);
+        reader->buffer = NULL;
+        reader->capacity = 0;
         return 0;
     }
     *error = EAGAIN;

@@ -25,3 +25,14 @@ final class AuditLogTests: XCTestCase {
         XCTAssertTrue(lines[0].contains(#""action":"block""#) && lines[1].contains(#""action":"unblock""#))
     }
 }
+
+final class TextFormatTests: XCTestCase {
+    func testTimestampsAndNumbersWithoutFoundationFormatters() {
+        XCTAssertEqual(iso8601(Date(timeIntervalSince1970: 1_800_000_000.9)), "2027-01-15T08:00:00Z")
+        XCTAssertEqual(iso8601(Date(timeIntervalSince1970: 0)), "1970-01-01T00:00:00Z")
+        XCTAssertEqual(fixedPoint(0.0015, decimals: 6), "0.001500")
+        XCTAssertEqual(fixedPoint(1_800_000_000, decimals: 3), "1800000000.000")
+        XCTAssertEqual(twoDigits(7), "07")
+        XCTAssertEqual(twoDigits(42), "42")
+    }
+}

@@ -43,7 +43,7 @@ public struct AuditLog: Sendable {
     /// One line (pure, so it can be tested).
     static func line(time: Date, action: String, origin: RequestOrigin, details: [String: JSONValue], error: String?) -> String {
         var fields = details
-        fields["time"] = .string(ISO8601DateFormatter().string(from: time))
+        fields["time"] = .string(iso8601(time))
         fields["action"] = .string(action)
         fields["origin"] = origin.json
         fields["result"] = .string(error == nil ? "ok" : "error")

@@ -52,17 +52,17 @@ public struct MetricsSnapshot: Sendable {
         }
         if let lastVerify {
             family("last_verify_timestamp_seconds", "gauge", "When the tables were last confirmed as planned.",
-                   [("", String(format: "%.3f", lastVerify.timeIntervalSince1970))])
+                   [("", fixedPoint(lastVerify.timeIntervalSince1970, decimals: 3))])
         }
         if let lastApply {
             family("last_apply_timestamp_seconds", "gauge", "When a deny-list was last applied.",
-                   [("", String(format: "%.3f", lastApply.timeIntervalSince1970))])
+                   [("", fixedPoint(lastApply.timeIntervalSince1970, decimals: 3))])
         }
         return out
     }
 
     static func seconds(_ duration: Duration) -> String {
         let value = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        return String(format: "%.6f", value)
+        return fixedPoint(value, decimals: 6)
     }
 }

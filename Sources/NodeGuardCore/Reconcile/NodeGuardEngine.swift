@@ -1,3 +1,4 @@
+import CNodeGuardLinux
 import Foundation
 import Logging
 
@@ -140,11 +141,10 @@ public final class NodeGuardEngine {
         """
 
     private func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] {
-        let iso = ISO8601DateFormatter()
         return [
             "culprit": .string(fight.displacement.culprit), "family": .string(fight.displacement.family.rawValue),
             "chain": .string(fight.displacement.chain), "displacements": .integer(fight.displacements),
-            "since": .string(iso.string(from: fight.since)), "backoffSeconds": .integer(Int(fight.backoff.components.seconds)),
+            "since": .string(iso8601(fight.since)), "backoffSeconds": .integer(Int(fight.backoff.components.seconds)),
         ]
     }
 
@@ -176,6 +176,9 @@ public final class NodeGuardEngine {
     private func rememberTables() {
         watch.remember(watchedTables, backend: reconciler.backend)
         lastFullRead = ContinuousClock.now
+        // A full read of thousands of rules leaves freed heap behind; give it
+        // back so the resident size stays that of the idle daemon.
+        nglinux_release_free_memory()
     }
 
     /// Applies the effective entries in the current fight mode: jump on top
@@ -416,7 +419,7 @@ public final class NodeGuardEngine {
         var line = "Guarding \(count) port\(count == 1 ? "" : "s") (\(runtime) runtime)"
         if let lastVerify {
             let seconds = Int(lastVerify.timeIntervalSince1970) % 86_400
-            let clock = String(format: "%02d:%02d:%02d", seconds / 3600, seconds / 60 % 60, seconds % 60)
+            let clock = "\(twoDigits(seconds / 3600)):\(twoDigits(seconds / 60 % 60)):\(twoDigits(seconds % 60))"
             line += "; last verify \(clock) UTC"
         }
         line += "; \(repairCount) repair\(repairCount == 1 ? "" : "s")"
@@ -556,11 +559,10 @@ public final class NodeGuardEngine {
             for (key, value) in inspection.dropCounters { counters[key, default: DropCounters()] = counters[key, default: DropCounters()] + value }
             hooks[inspection.family.rawValue] = .object(inspection.hookFirst.mapValues { .bool($0) })
         }
-        let iso = ISO8601DateFormatter()
         var fields: [String: JSONValue] = [
             "healthy": .bool(health.healthy),
             "pid": .integer(ProcessInfo.processInfo.processIdentifier),
-            "startedAt": .string(iso.string(from: startedAt)),
+            "startedAt": .string(iso8601(startedAt)),
             "configPath": .string(configuration.configPath),
             "stateDirectory": .string(configuration.stateDirectory),
             "verifyIntervalMs": .integer(configuration.verifyInterval.components.seconds * 1000
@@ -577,8 +579,8 @@ public final class NodeGuardEngine {
             "commits": .integer(reconciler.commitCount),
             "families": .array(reconciler.families.map { .string($0.rawValue) }),
         ]
-        if let lastVerify { fields["lastVerify"] = .string(iso.string(from: lastVerify)) }
-        if let lastApply { fields["lastApply"] = .string(iso.string(from: lastApply)) }
+        if let lastVerify { fields["lastVerify"] = .string(iso8601(lastVerify)) }
+        if let lastApply { fields["lastApply"] = .string(iso8601(lastApply)) }
         if let lastVerifyDuration {
             fields["lastVerifyMicroseconds"] = .integer(lastVerifyDuration.components.seconds * 1_000_000
                                                         + lastVerifyDuration.components.attoseconds / 1_000_000_000_000)
