@@ -123,6 +123,8 @@ ip -n "$ns-cli" addr add 198.18.0.2/24 dev "${ns}c1"; ip -n "$ns-pod" addr add 1
 for l in "$ns ${ns}c0" "$ns ${ns}p0" "$ns-cli ${ns}c1" "$ns-pod ${ns}p1" "$ns-cli lo" "$ns-pod lo"; do set -- $l; ip -n "$1" link set "$2" up; done
 ip -n "$ns-cli" route add default via 198.18.0.1; ip -n "$ns-pod" route add default via 198.19.0.1
 ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+# Tens of thousands of short connections: reuse TIME_WAIT ports rather than run out of them.
+ip netns exec "$ns-cli" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65000"
 ip netns exec "$ns" iptables-legacy -w -t nat -I KUBE-NODEPORTS -p tcp --dport 29999 -j DNAT --to-destination 198.19.0.2:8200
 ip netns exec "$ns-pod" python3 Tests/IntegrationTests/Fixtures/servers.py pod tcp:8200 > "$work/servers.out" 2>&1 &
 disown $!
@@ -139,7 +141,7 @@ print(count / 5)
 PY
 }
 declare -A rates
-for round in 1 2 3; do
+for round in 1 2 3 4 5; do
   for ports in 0 2768; do
     start_daemon "$ports"
     rates[$ports]+="$(rate) "
@@ -150,7 +152,7 @@ python3 - "${rates[0]}" "${rates[2768]}" <<'PY'
 import statistics, sys
 zero, full = [float(x) for x in sys.argv[1].split()], [float(x) for x in sys.argv[2].split()]
 z, f = statistics.median(zero), statistics.median(full)
-print(f"- 0 blocked ports: {z:.0f} requests/s; 2,768 blocked ports: {f:.0f} requests/s (medians of 3 rounds of 5 s; each request a new TCP connection from the client namespace)")
+print(f"- 0 blocked ports: {z:.0f} requests/s; 2,768 blocked ports: {f:.0f} requests/s (medians of 5 rounds of 5 s, alternating; each request a new TCP connection from the client namespace)")
 print(f"- ratio: {f / z:.3f} (target: at least 0.95)")
 PY
 echo

@@ -78,7 +78,9 @@ struct Repair: ParsableCommand {
                     }
                 }
             }
-            usleep(50_000)
+            // Let NodeGuard settle (it re-reads after the clean-up too): each
+            // trial measures one change met by an idle daemon.
+            usleep(200_000)
         }
         latencies.sort()
         func percentile(_ p: Double) -> Double {

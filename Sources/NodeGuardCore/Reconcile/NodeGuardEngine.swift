@@ -1,4 +1,3 @@
-import CNodeGuardLinux
 import Foundation
 import Logging
 
@@ -176,9 +175,6 @@ public final class NodeGuardEngine {
     private func rememberTables() {
         watch.remember(watchedTables, backend: reconciler.backend)
         lastFullRead = ContinuousClock.now
-        // A full read of thousands of rules leaves freed heap behind; give it
-        // back so the resident size stays that of the idle daemon.
-        nglinux_release_free_memory()
     }
 
     /// Applies the effective entries in the current fight mode: jump on top
