@@ -32,7 +32,7 @@ final class FightTests: NodeTestCase {
         XCTAssertEqual(fight["holding"] as? String, "raw")
         XCTAssertTrue((fight["advice"] as? String)?.contains("FELIX_CHAININSERTMODE=Append") == true, "\(fight)")
         XCTAssertEqual(try node.status()["healthy"] as? Bool, false, "a fight needs a person")
-        XCTAssertTrue(node.daemonLog.contains("fight: '-j RIVAL-PRE' was put above NodeGuard's jump"), node.daemonLog)
+        XCTAssertTrue(node.daemonLog.contains("fight: '-j RIVAL-PRE' was put above NodeGuard's jump in ipv4 mangle PREROUTING 3 times;"), node.daemonLog)
 
         // NodeGuard backs off: the rival keeps rule 1 and NodeGuard's repairs stop growing.
         usleep(700_000)

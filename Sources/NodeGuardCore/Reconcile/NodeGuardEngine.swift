@@ -121,7 +121,9 @@ public final class NodeGuardEngine {
         switch event {
         case .started(let fight):
             logger.warning("""
-                fight: '\(fight.displacement.culprit)' was put above NodeGuard's jump in \(fight.displacement.family.rawValue)                 mangle \(fight.displacement.chain) \(fight.displacements) times; NodeGuard stops moving its jump back                 (next try in \(fight.backoff)) and holds the blocked ports closed from the raw table. \(Self.fightAdvice)
+                fight: '\(fight.displacement.culprit)' was put above NodeGuard's jump in \(fight.displacement.family.rawValue) \
+                mangle \(fight.displacement.chain) \(fight.displacements) times; NodeGuard stops moving its jump back \
+                (next try in \(fight.backoff)) and holds the blocked ports closed from the raw table. \(Self.fightAdvice)
                 """, metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
             record("fight-start", from: .daemon, details: fightDetails(fight))
         case .continued(let fight):
@@ -136,7 +138,8 @@ public final class NodeGuardEngine {
     }
 
     static let fightAdvice = """
-        Make the other agent append its rule rather than insert it first (Calico: FELIX_CHAININSERTMODE=Append),         or have it leave NodeGuard's ports to NodeGuard.
+        Make the other agent append its rule rather than insert it first (Calico: FELIX_CHAININSERTMODE=Append), \
+        or have it leave NodeGuard's ports to NodeGuard.
         """
 
     private func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] {
@@ -180,8 +183,8 @@ public final class NodeGuardEngine {
     /// Applies the effective entries in the current fight mode: jump on top
     /// (or left where it is while backing off), raw hold on or off.
     @discardableResult
-    private func applyEffective() throws(NodeGuardError) -> [TableChange] {
-        try reconciler.apply(effectiveEntries.map(\.entry), hookMustBeFirst: fights.hookMustBeFirst(at: .now),
+    private func applyEffective(at now: ContinuousClock.Instant = .now) throws(NodeGuardError) -> [TableChange] {
+        try reconciler.apply(effectiveEntries.map(\.entry), hookMustBeFirst: fights.hookMustBeFirst(at: now),
                              holdInRaw: fights.holding)
     }
 
@@ -194,8 +197,7 @@ public final class NodeGuardEngine {
         if let event = fights.tick(at: start) { report(event) }
         let mustBeFirst = fights.hookMustBeFirst(at: start)
         do {
-            var changes = try reconciler.apply(effectiveEntries.map(\.entry), hookMustBeFirst: mustBeFirst,
-                                               holdInRaw: fights.holding)
+            var changes = try applyEffective(at: start)
             let displaced = changes.compactMap { change -> FightTracker.Displacement? in
                 guard change.table == "mangle", let culprit = change.foreignAbove.first else { return nil }
                 return FightTracker.Displacement(culprit: culprit, family: change.family, chain: change.chain)
@@ -257,7 +259,8 @@ public final class NodeGuardEngine {
             record(request.command, from: origin, details: details, error: error)
             updateTextfile(force: true)
             // The tables changed on purpose: fingerprint them as they are now.
-            rememberTables()
+            // After a failure, let the next tick re-read them instead.
+            if case .success = response { rememberTables() } else { watch.forget() }
         }
         return response
     }
