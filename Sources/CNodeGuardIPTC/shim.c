@@ -4,6 +4,7 @@
 // match as an xt_entry_match header plus its XT_ALIGNed payload, then a
 // standard target. All offset arithmetic lives here, none in Swift.
 #include "CNodeGuardIPTC.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -258,9 +259,8 @@ static void decode_nat_target(int family, const struct xt_entry_target *t, size_
     }
 }
 
-static void decode_entry(const ngiptc_table *table, const void *entry, ngiptc_rule_info *out) {
+void ngiptc_decode_entry(int family, const void *entry, const char *target, ngiptc_rule_info *out) {
     memset(out, 0, sizeof(*out));
-    int family = table->family;
     const unsigned char *bytes = entry;
     entry_fields f = fields_of(family, (void *)entry);
     ngiptc_rule_spec *spec = &out->spec;
@@ -321,7 +321,6 @@ static void decode_entry(const ngiptc_table *table, const void *entry, ngiptc_ru
         offset += m->u.match_size;
     }
 
-    const char *target = safe_target_name(table, entry);
     strncpy(spec->target, target ? target : "", sizeof(spec->target) - 1);
     decode_nat_target(family, (const struct xt_entry_target *)(bytes + *f.target_offset),
                       *f.next_offset - *f.target_offset, out);
@@ -443,7 +442,7 @@ int ngiptc_read_rules(ngiptc_table *table, const char *chain, ngiptc_rule_info *
     if (!ngiptc_is_chain(table, chain)) { *error = ENOENT; return -1; }
     int count = 0;
     for (const void *e = first_rule(table, chain); e && count < capacity; e = next_rule(table, e)) {
-        decode_entry(table, e, &rules[count++]);
+        ngiptc_decode_entry(table->family, e, safe_target_name(table, e), &rules[count++]);
     }
     return count;
 }

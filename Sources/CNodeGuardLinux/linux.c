@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -89,3 +90,16 @@ int nglinux_nftables_generation(uint32_t *generation) {
 }
 
 void nglinux_release_free_memory(void) { malloc_trim(0); }
+
+void nglinux_tune_heap_for_daemon(void) {
+    (void)mallopt(M_ARENA_MAX, 1);
+    (void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    (void)mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+}
+
+void nglinux_set_thread_name(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof(truncated) - 1);
+    truncated[sizeof(truncated) - 1] = 0;
+    (void)pthread_setname_np(pthread_self(), truncated);
+}

@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import NodeGuardCore
 
 /// Exit codes: 0 success, 1 the request failed, 2 usage error, 3 daemon not reachable.
@@ -26,20 +29,20 @@ struct NodeGuardCtl: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let error as NodeGuardError {
-            FileHandle.standardError.write(Data("nodeguardctl: \(error.message)\n".utf8))
-            Foundation.exit(error.code == .daemonUnreachable ? CtlExit.unreachable : CtlExit.failed)
+            printError("nodeguardctl: \(error.message)")
+            Glibc.exit(error.code == .daemonUnreachable ? CtlExit.unreachable : CtlExit.failed)
         } catch let code as ExitCode {
-            Foundation.exit(code.rawValue)
+            Glibc.exit(code.rawValue)
         } catch {
             // Argument errors: ArgumentParser prints them; NodeGuard's contract says exit 2.
             let code = exitCode(for: error)
             let message = fullMessage(for: error)
             if code == .success {
                 print(message)
-                Foundation.exit(0)
+                Glibc.exit(0)
             }
-            FileHandle.standardError.write(Data((message + "\n").utf8))
-            Foundation.exit(CtlExit.usage)
+            printError(message)
+            Glibc.exit(CtlExit.usage)
         }
     }
 }
@@ -221,7 +224,7 @@ extension NodeGuardCtl {
             }
             if !ports.isEmpty { printTable(rows) }
             for problem in (result["problems"]?.arrayValue ?? []).compactMap(\.stringValue) {
-                FileHandle.standardError.write(Data("nodeguardctl: could not read \(problem)\n".utf8))
+                printError("nodeguardctl: could not read \(problem)")
             }
         }
     }
@@ -326,12 +329,18 @@ func printEntries(_ entries: [JSONValue], withCounters: Bool) {
     printTable(rows)
 }
 
+/// Writes a line to standard error, unbuffered.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
 /// Prints rows in aligned columns; the last column is not padded.
 func printTable(_ rows: [[String]]) {
     guard let columns = rows.first?.count, columns > 0 else { return }
     let widths = (0..<columns - 1).map { column in rows.map { $0[column].count }.max() ?? 0 }
     for row in rows {
-        let padded = (0..<columns - 1).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+        let padded = (0..<columns - 1).map { row[$0] + String(repeating: " ", count: widths[$0] - row[$0].count) }
         print((padded + [row[columns - 1]]).joined(separator: "  "))
     }
 }

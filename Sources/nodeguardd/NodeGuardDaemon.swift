@@ -1,11 +1,22 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NodeGuardCore
 import ServiceLifecycle
 import UnixSignals
 
 @main
+enum NodeGuardDaemonMain {
+    static func main() async {
+        // Before any thread allocates: see tuneHeapForDaemon.
+        tuneHeapForDaemon()
+        await NodeGuardDaemon.main()
+    }
+}
+
 struct NodeGuardDaemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nodeguardd",

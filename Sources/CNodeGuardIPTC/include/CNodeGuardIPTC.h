@@ -116,6 +116,28 @@ int ngiptc_reader_info(ngiptc_reader *reader, const char *table, ngiptc_table_in
 int ngiptc_reader_digest(ngiptc_reader *reader, const char *table, ngiptc_table_info *info,
                          uint64_t *digest, int *error);
 
+/// A read-only snapshot of a table taken straight from the kernel: one buffer
+/// of the table's size and an index, where libiptc also copies every rule
+/// (about three times the table's size in all). For reads that change
+/// nothing: NodeGuard's periodic full check, status, and other agents' nat
+/// tables. Edits still go through libiptc (ngiptc_open).
+typedef struct ngiptc_blob ngiptc_blob;
+
+/// Reads `table` through `reader` (which keeps no copy). NULL with `*error`
+/// set on failure (EINVAL if the kernel's blob does not parse).
+ngiptc_blob *ngiptc_reader_snapshot(ngiptc_reader *reader, const char *table, int *error);
+void ngiptc_snapshot_free(ngiptc_blob *snapshot);
+/// Chains by index: built-in chains in hook order, then user chains in the
+/// kernel's order.
+unsigned int ngiptc_snapshot_chain_count(const ngiptc_blob *snapshot);
+const char *ngiptc_snapshot_chain_name(const ngiptc_blob *snapshot, unsigned int chain);
+/// The number of rules in a chain (its policy or RETURN tail is not one), or -1.
+int ngiptc_snapshot_rule_count(const ngiptc_blob *snapshot, unsigned int chain);
+/// Decodes up to `capacity` rules of a chain, from its 0-based rule `start`,
+/// as ngiptc_read_rules does; returns how many, or -1 for a chain out of range.
+int ngiptc_snapshot_read_rules_from(const ngiptc_blob *snapshot, unsigned int chain, int start,
+                                    ngiptc_rule_info *rules, int capacity);
+
 /// Sizes the shim relies on, exported so tests can check them against NETFILTER.md.
 unsigned int ngiptc_ipv4_entry_size(void);
 unsigned int ngiptc_ipv6_entry_size(void);

@@ -25,4 +25,13 @@ int nglinux_nftables_generation(uint32_t *generation);
 /// after reading a big table in many small allocations.
 void nglinux_release_free_memory(void);
 
+/// Sets glibc's heap up for a small long-running daemon: one arena (its work
+/// is serial, and per-thread arenas each keep their own free memory), big
+/// buffers such as whole-table blobs mmapped so freeing them gives the pages
+/// back, and free memory at the heap's top returned beyond 128 KiB.
+void nglinux_tune_heap_for_daemon(void);
+
+/// Names the calling thread for ps -L and top -H (the kernel keeps 15 bytes).
+void nglinux_set_thread_name(const char *name);
+
 #endif

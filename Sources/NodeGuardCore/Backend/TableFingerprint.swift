@@ -1,5 +1,5 @@
 import CNodeGuardIPTC
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -41,7 +41,7 @@ public struct TableFingerprint: Sendable, Hashable {
 /// Reads table info and digests straight from the kernel, one raw socket
 /// and one reusable buffer per family. Safe from any thread.
 final class KernelTableReader: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ConditionLock()
     private var readers: [AddressFamily: OpaquePointer] = [:]
 
     deinit {
@@ -79,6 +79,17 @@ final class KernelTableReader: @unchecked Sendable {
             throw netfilterError(error, family: family, doing: "reading the \(family.rawValue) \(table) table's entries")
         }
         return TableFingerprint(info: Self.convert(info), digest: digest)
+    }
+
+    /// A read-only snapshot of the whole table (see KernelTableSnapshot).
+    func snapshot(_ table: String, _ family: AddressFamily) throws(NodeGuardError) -> KernelTableSnapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        var error: Int32 = 0
+        guard let blob = ngiptc_reader_snapshot(try reader(family), table, &error) else {
+            throw netfilterError(error, family: family, doing: "reading the \(family.rawValue) \(table) table")
+        }
+        return KernelTableSnapshot(blob: blob, family: family, table: table)
     }
 
     private static func convert(_ info: ngiptc_table_info) -> TableInfo {

@@ -1,5 +1,5 @@
 import CNodeGuardLinux
-import Foundation
+import FoundationEssentials
 import Logging
 import ServiceLifecycle
 
@@ -28,7 +28,7 @@ public final class ControlServer: Service, @unchecked Sendable {
     private let logger: Logger
     private let access: ControlAccess
     // Guarded by `lock`.
-    private let lock = NSLock()
+    private let lock = ConditionLock()
     private var connections = 0
 
     /// Takes the socket systemd passed (socket activation), or binds `path`
@@ -58,13 +58,10 @@ public final class ControlServer: Service, @unchecked Sendable {
     }
 
     static func bind(_ path: String, group: UInt32?) throws(NodeGuardError) -> Int32 {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o755])
-            } catch {
-                throw NodeGuardError(.ioFailure, "cannot create \(directory) for the control socket: \(error.localizedDescription)")
+        let directory = parentDirectory(of: path)
+        if !directory.isEmpty {
+            do { try makeDirectories(directory, mode: 0o755) } catch {
+                throw NodeGuardError(.ioFailure, "cannot create \(directory) for the control socket: \(error.message)")
             }
         }
         if FileManager.default.fileExists(atPath: path) {
@@ -101,12 +98,10 @@ public final class ControlServer: Service, @unchecked Sendable {
 
     public func run() async throws {
         let finished = AsyncStream<Void>.makeStream()
-        let thread = Thread { [self] in
+        startThread(name: "ng-control") { [self] in
             acceptLoop()
             finished.continuation.finish()
         }
-        thread.name = "nodeguard-control"
-        thread.start()
         try? await gracefulShutdown()
         // Connections in progress finish on their own. A socket systemd passed
         // must not be shut down: systemd keeps listening on it.
@@ -151,15 +146,18 @@ public final class ControlServer: Service, @unchecked Sendable {
                 close(fd)
                 continue
             }
-            let connection = Thread { [self] in
+            startThread(name: "ng-client", stackSize: 512 * 1024) { [self] in
                 serve(fd)
                 close(fd)
                 lock.lock()
                 connections -= 1
+                let idle = connections == 0
                 lock.unlock()
+                // Answers (metrics, list, explain) can be megabytes of text,
+                // freed between live objects: give the pages back once no
+                // client is left.
+                if idle { nglinux_release_free_memory() }
             }
-            connection.stackSize = 512 * 1024
-            connection.start()
         }
     }
 
@@ -198,14 +196,19 @@ public final class ControlServer: Service, @unchecked Sendable {
 
     /// Bridges this blocking connection thread to the async handler.
     private static func wait(for request: ControlRequest, from origin: RequestOrigin, handler: @escaping Handler) -> ControlResponse {
-        final class Box: @unchecked Sendable { var response: ControlResponse? }
+        // Guarded by `box.lock`.
+        final class Box: @unchecked Sendable { let lock = ConditionLock(); var response: ControlResponse? }
         let box = Box()
-        let done = DispatchSemaphore(value: 0)
         Task {
-            box.response = await handler(request, origin)
-            done.signal()   // the semaphore orders the write before the read below
+            let response = await handler(request, origin)
+            box.lock.withLock {
+                box.response = response
+                box.lock.signal()
+            }
         }
-        done.wait()
-        return box.response!
+        return box.lock.withLock {
+            while box.response == nil { box.lock.wait() }
+            return box.response!
+        }
     }
 }

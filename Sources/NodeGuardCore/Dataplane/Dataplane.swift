@@ -1,5 +1,5 @@
 import CNodeGuardLinux
-import Foundation
+import FoundationEssentials
 
 /// A NodePort kube-proxy exposes on this node.
 public struct NodePort: Sendable, Hashable, Comparable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// kube-proxy's nftables mode (Kubernetes 1.29+): a table `kube-proxy` per
 /// family whose verdict map `service-nodeports` sends `proto . port` to a
@@ -17,7 +17,7 @@ public enum KubeProxyNftables {
         let stderr = String(decoding: result.stderr, as: UTF8.self)
         guard result.status == 0 else {
             if stderr.contains("No such file or directory") { return nil }
-            throw NodeGuardError(.ioFailure, "nft list table \(nftFamily) \(table) exited with \(result.status): \(stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw NodeGuardError(.ioFailure, "nft list table \(nftFamily) \(table) exited with \(result.status): \(stderr.trimmingWhitespace)")
         }
         do {
             return try parse(JSON.parse(result.stdout), family: family)
@@ -70,7 +70,7 @@ public enum KubeProxyNftables {
         let parts = chain.split(separator: "-", maxSplits: 2)
         guard parts.count == 3 else { return nil }
         var id = String(parts[2])
-        if let cut = id.range(of: "__") { id = String(id[..<cut.lowerBound]) }
+        if let cut = id.firstRange(of: "__") { id = String(id[..<cut.lowerBound]) }
         return id.split(separator: "/").count == 4 ? id : nil
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// One rule of a nat table, in the few fields NodeGuard needs to follow
 /// kube-proxy's, Docker's and CNI's DNATs.
@@ -85,7 +85,7 @@ public enum NatTableReader {
         guard let path = findProgram(tool) else { return nil }
         let result = try runProgram([path, "-t", "nat"], timeout: .seconds(10))
         guard result.status == 0 else {
-            let reason = String(decoding: result.stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let reason = String(decoding: result.stderr, as: UTF8.self).trimmingWhitespace
             throw NodeGuardError(.ioFailure, "\(tool) -t nat exited with \(result.status): \(reason)")
         }
         return parseSave(String(decoding: result.stdout, as: UTF8.self), family: family, source: "iptables-nft")

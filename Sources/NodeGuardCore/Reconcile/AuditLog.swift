@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -56,7 +56,7 @@ public struct AuditLog: Sendable {
     public func record(_ action: String, origin: RequestOrigin, details: [String: JSONValue] = [:],
                        error: String? = nil, at time: Date = Date()) throws(NodeGuardError) {
         let bytes = Array(Self.line(time: time, action: action, origin: origin, details: details, error: error).utf8)
-        try makeDirectory((path as NSString).deletingLastPathComponent)
+        try makeDirectory(parentDirectory(of: path))
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw ioError("cannot open the audit log \(path)") }
         defer { close(fd) }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Notices another agent that insists on rule 1 of a hook chain as NodeGuard
 /// does, and paces NodeGuard's side so the two do not rewrite the table

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// NodeGuard's figures in the Prometheus text exposition format, for
 /// `nodeguardctl metrics` and node_exporter's textfile collector.

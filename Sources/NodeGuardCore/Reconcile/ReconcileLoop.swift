@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 import ServiceLifecycle
 
@@ -15,7 +15,7 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
     private let notifier: SystemdNotifier
     private let verifyInterval: Duration
     private let watchInterval: Duration
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var queue: [@Sendable (NodeGuardEngine) -> Void] = []
     private var stopping = false
     private var checkRequested = false
@@ -68,12 +68,10 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         lockWatcher?.start()
         defer { lockWatcher?.stop() }
         let finished = AsyncStream<Void>.makeStream()
-        let thread = Thread { [self] in
+        startThread(name: "ng-reconcile") { [self] in
             loop()
             finished.continuation.finish()
         }
-        thread.name = "nodeguard-reconcile"
-        thread.start()
         // Runs until SIGTERM/SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()
         notifier.stopping()
@@ -93,12 +91,13 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         var nextPing = clock.now + verifyInterval
         var nextDeep = clock.now + verifyInterval
         var nextWatch = clock.now + watchInterval
+        // Start-up (reading the deny-list, planning, the first commit) leaves
+        // the most free heap behind; it is all released by now.
+        engine.releaseFreeMemory()
         while true {
             condition.lock()
             while queue.isEmpty && !stopping && !checkRequested && clock.now < nextWatch {
-                let remaining = nextWatch - clock.now
-                let seconds = Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18
-                _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.0005, seconds)))
+                condition.wait(for: max(.microseconds(500), nextWatch - clock.now))
             }
             if stopping {
                 let abandoned = queue
@@ -115,6 +114,8 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
             condition.unlock()
 
             for job in jobs { job(engine) }
+            // Requests read whole tables; their clients have their answers by now.
+            if !jobs.isEmpty { engine.releaseFreeMemory() }
             let now = clock.now
             guard checkNow || now >= nextWatch else { continue }
             let deep = now >= nextDeep

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Applies a deny-list to the IPv4 and IPv6 mangle tables through a backend:
 /// plan, read, change only what differs, commit once per table.
@@ -30,25 +30,30 @@ public final class Reconciler {
     /// `hookMustBeFirst` false lets NodeGuard's jump stay below other rules
     /// (backing off from a fight); `holdInRaw` keeps a copy of the drops in
     /// the raw table, which runs before mangle, and false removes it.
+    /// With `checkFirst`, each table is compared with its plan on a lock-free
+    /// read-only snapshot first, and opened through libiptc (under the xtables
+    /// lock, with its copy of every rule) only if something must change: for
+    /// the periodic full read, which nearly always finds nothing to do.
     @discardableResult
-    public func apply(_ entries: [BlockEntry], hookMustBeFirst: Bool = true, holdInRaw: Bool = false) throws(NodeGuardError) -> [TableChange] {
+    public func apply(_ entries: [BlockEntry], hookMustBeFirst: Bool = true, holdInRaw: Bool = false,
+                      checkFirst: Bool = false) throws(NodeGuardError) -> [TableChange] {
         if planned?.entries != entries {
             planned = (entries, Dictionary(uniqueKeysWithValues: families.map { ($0, RulePlanner.plan(entries, family: $0)) }))
         }
         var changes: [TableChange] = []
         for family in families {
             guard let plan = planned?.plans[family] else { continue }
-            let (found, committed) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
+            let (found, committed) = try reconcile("mangle", family, checkFirst: checkFirst) { table throws(NodeGuardError) in
                 try TableReconciler.reconcile(table, to: plan, hookMustBeFirst: hookMustBeFirst)
             }
             if committed { commitCount += 1 }
             changes += found
         }
-        changes += try holdInRaw ? applyHold(entries) : liftHold()
+        changes += try holdInRaw ? applyHold(entries, checkFirst: checkFirst) : liftHold()
         return changes
     }
 
-    private func applyHold(_ entries: [BlockEntry]) throws(NodeGuardError) -> [TableChange] {
+    private func applyHold(_ entries: [BlockEntry], checkFirst: Bool) throws(NodeGuardError) -> [TableChange] {
         if plannedHold?.entries != entries {
             plannedHold = (entries, Dictionary(uniqueKeysWithValues: families.map { ($0, RulePlanner.holdPlan(entries, family: $0)) }))
         }
@@ -56,7 +61,7 @@ public final class Reconciler {
         var changes: [TableChange] = []
         for family in families {
             guard let plan = plannedHold?.plans[family] else { continue }
-            let (found, committed) = try backend.withTable("raw", family) { table throws(NodeGuardError) in
+            let (found, committed) = try reconcile("raw", family, checkFirst: checkFirst) { table throws(NodeGuardError) in
                 try TableReconciler.reconcile(table, to: plan)
             }
             if committed { commitCount += 1 }
@@ -97,11 +102,59 @@ public final class Reconciler {
     public func inspect() throws(NodeGuardError) -> [TableInspection] {
         var result: [TableInspection] = []
         for family in families where backend.mangleTableExists(family) {
-            let (inspection, _) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
+            let inspection = try backend.readTable("mangle", family) { table throws(NodeGuardError) in
                 try TableReconciler.inspect(table)
             }
             result.append(inspection)
         }
         return result
+    }
+
+    /// Runs `body` on the table, after a read-only check when `checkFirst`.
+    private func reconcile(
+        _ name: String, _ family: AddressFamily, checkFirst: Bool,
+        _ body: (any TableSnapshot) throws(NodeGuardError) -> [TableChange]
+    ) throws(NodeGuardError) -> (result: [TableChange], committed: Bool) {
+        if checkFirst {
+            // Any failure of the check (an edit it needed, a read error) leaves
+            // the decision to the full path below, which reports errors itself.
+            let unchanged = try? backend.readTable(name, family) { table throws(NodeGuardError) -> [TableChange]? in
+                let detector = EditDetector(table)
+                do throws(NodeGuardError) { return try body(detector) } catch {
+                    if detector.wantedEdit { return nil }
+                    throw error
+                }
+            }
+            if let unchanged = unchanged ?? nil { return (unchanged, false) }
+        }
+        return try backend.withTable(name, family, body)
+    }
+}
+
+/// Passes reads through to a read-only snapshot and stops at the first edit,
+/// so the reconciler can tell "nothing to do" without libiptc or the lock.
+final class EditDetector: TableSnapshot {
+    private let base: any TableSnapshot
+    private(set) var wantedEdit = false
+
+    init(_ base: any TableSnapshot) { self.base = base }
+
+    var family: AddressFamily { base.family }
+    func chainNames() -> [String] { base.chainNames() }
+    func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule] { try base.rules(in: chain) }
+
+    private func stop(_ edit: String) -> NodeGuardError {
+        wantedEdit = true
+        return NodeGuardError(.netfilterFailure, "\(edit) needed; the check stops here")
+    }
+
+    func createChain(_ name: String) throws(NodeGuardError) { throw stop("create chain \(name)") }
+    func flushChain(_ name: String) throws(NodeGuardError) { throw stop("flush chain \(name)") }
+    func deleteChain(_ name: String) throws(NodeGuardError) { throw stop("delete chain \(name)") }
+    func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError) {
+        throw stop("insert into \(chain)")
+    }
+    func deleteRule(in chain: String, at index: Int) throws(NodeGuardError) {
+        throw stop("delete from \(chain)")
     }
 }

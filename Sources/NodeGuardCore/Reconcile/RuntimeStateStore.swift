@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -55,16 +55,11 @@ func readFile(_ path: String) throws(NodeGuardError) -> [UInt8] {
 }
 
 func makeDirectory(_ path: String) throws(NodeGuardError) {
-    do {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o750])
-    } catch {
-        throw NodeGuardError(.ioFailure, "cannot create directory \(path): \(error.localizedDescription)")
-    }
+    try makeDirectories(path, mode: 0o750)
 }
 
 func writeDurably(_ bytes: [UInt8], to path: String) throws(NodeGuardError) {
-    let directory = (path as NSString).deletingLastPathComponent
+    let directory = parentDirectory(of: path)
     let temporary = "\(path).tmp.\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
     guard fd >= 0 else { throw ioError("cannot write \(temporary)") }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +16,7 @@ public final class XtablesLockWatcher: @unchecked Sendable {
     private let inotify: Int32
     private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
     private var watch: Int32 = -1
-    private let finished = NSCondition()
+    private let finished = ConditionLock()
     private var running = false
 
     public init(path: String = XtablesLock.path, onRelease: @escaping @Sendable () -> Void) throws(NodeGuardError) {
@@ -56,15 +56,13 @@ public final class XtablesLockWatcher: @unchecked Sendable {
         finished.lock()
         running = true
         finished.unlock()
-        let thread = Thread { [self] in
+        startThread(name: "ng-lockwatch") { [self] in
             run()
             finished.lock()
             running = false
             finished.broadcast()
             finished.unlock()
         }
-        thread.name = "nodeguard-lockwatch"
-        thread.start()
     }
 
     public func stop() {

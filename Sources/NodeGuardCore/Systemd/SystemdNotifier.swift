@@ -58,7 +58,7 @@ public struct SystemdNotifier: Sendable {
     public func send(_ fields: [String]) {
         guard isEnabled else { return }
         // A newline inside a value would start a new field; status texts are ours, but be safe.
-        let state = fields.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n")
+        let state = fields.map { $0.replacing("\n", with: " ") }.joined(separator: "\n")
         _ = sd_notify(0, state)
     }
 }

@@ -73,6 +73,12 @@ enum NatBackend {
     var restore6: String { self == .legacy ? "ip6tables-legacy-restore" : "ip6tables-nft-restore" }
 }
 
+/// What `inNodeNamespace`'s thread hands back; the semaphore orders its write
+/// before the caller's read.
+final class NamespaceOutcome<T>: @unchecked Sendable {
+    var value: Result<T, Error>?
+}
+
 /// A Kubernetes node in network namespaces (NETFILTER.md):
 ///
 ///     client (198.18.0.2, 2001:db8:18::2) -- node (198.18.0.1 | 198.19.0.1) -- pod (198.19.0.2, 2001:db8:19::2)
@@ -300,6 +306,36 @@ final class TestNode {
     }
 
     /// `iptables-legacy-save -t mangle` (or ip6tables) in the node: the kernel's own read-back.
+    /// Runs `body` in this process, on a thread of its own that has joined the
+    /// node's network namespace (setns changes only the calling thread), so a
+    /// test can drive NodeGuardCore's backends directly against the node.
+    func inNodeNamespace<T>(_ body: @escaping () throws -> T) throws -> T {
+        let fd = open("/var/run/netns/\(node)", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TestNodeError("cannot open /var/run/netns/\(node): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        // glibc declares setns only under _GNU_SOURCE, which Swift's Glibc module lacks.
+        typealias SetNS = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(nil, "setns") else { throw TestNodeError("setns is not in this libc") }
+        let setns = unsafeBitCast(symbol, to: SetNS.self)
+        let outcome = NamespaceOutcome<T>()
+        let done = DispatchSemaphore(value: 0)
+        let work = { () -> Void in
+            if setns(fd, 0x4000_0000 /* CLONE_NEWNET */) != 0 {
+                outcome.value = .failure(TestNodeError("setns into \(self.node): \(String(cString: strerror(errno)))"))
+            } else {
+                outcome.value = Result { try body() }
+            }
+        }
+        nonisolated(unsafe) let unsafeWork = work
+        let thread = Thread {
+            unsafeWork()
+            done.signal()   // the thread, and its namespace membership, ends here
+        }
+        thread.start()
+        done.wait()
+        return try outcome.value!.get()
+    }
+
     func mangleRules(ipv6: Bool = false) throws -> [String] {
         let tool = ipv6 ? "ip6tables-legacy-save" : "iptables-legacy-save"
         let result = try runCommand(["ip", "netns", "exec", node, tool, "-t", "mangle"])
