@@ -100,6 +100,12 @@ static int fetch_entries(ngiptc_reader *reader, const char *table, ngiptc_table_
             *error = errno;
             return -1;
         }
+        // The kernel refuses a size that no longer matches (EAGAIN), but a
+        // commit of a same-size table between the two calls would pair these
+        // entries with the old hook offsets: ask again if the info moved.
+        ngiptc_table_info after;
+        if (ngiptc_reader_info(reader, table, &after, error) != 0) return -1;
+        if (memcmp(&after, info, sizeof(after)) != 0) continue;
         return 0;
     }
     *error = EAGAIN;

@@ -35,6 +35,18 @@ final class DataplaneParsingTests: XCTestCase {
         XCTAssertNil(NatTableReader.parseSave("", family: .ipv4, source: "iptables-nft"), "no nat table, nothing read")
     }
 
+    /// The legacy reader decodes only the chains that can lead a NodePort to
+    /// its endpoints, and every chain that is not kube-proxy's.
+    func testTheLegacyReaderSkipsKubeProxyChainsThatLeadNowhere() {
+        for chain in ["KUBE-NODEPORTS", "KUBE-EXT-ABC", "KUBE-SVC-ABC", "KUBE-SVL-ABC", "KUBE-SEP-ABC", "KUBE-FW-ABC",
+                      "DOCKER", "CNI-HOSTPORT-DNAT", "CNI-DN-123", "PREROUTING", "OUTPUT", "my-chain"] {
+            XCTAssertTrue(NatTableReader.mayLeadToEndpoints(chain), chain)
+        }
+        for chain in ["KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-PROXY-CANARY", "KUBE-NODE-PORT"] {
+            XCTAssertFalse(NatTableReader.mayLeadToEndpoints(chain), chain)
+        }
+    }
+
     func testReadsKubeProxyNftablesModeJSON() throws {
         let document = try JSON.parse(#"""
             {"nftables": [

@@ -39,6 +39,14 @@ public struct NatTable: Sendable {
         for rule in rules { byChain[rule.chain, default: []].append(rule) }
     }
 
+    /// Rules already grouped by chain, each group in table order.
+    public init(family: AddressFamily, source: String, chains: Set<String>, byChain: [String: [NatRule]]) {
+        self.family = family
+        self.source = source
+        self.chains = chains.union(byChain.keys)
+        self.byChain = byChain
+    }
+
     public func rules(in chain: String) -> [NatRule] { byChain[chain] ?? [] }
 
     /// The DNAT destinations reachable from `chain` through kube-proxy's
@@ -59,23 +67,38 @@ public struct NatTable: Sendable {
 }
 
 public enum NatTableReader {
-    /// The legacy nat table through libiptc, without the xtables lock; nil
-    /// when the kernel has none (opening it would create it).
+    /// The legacy nat table read straight from the kernel, without the xtables
+    /// lock; nil when the kernel has none (reading it would create it).
     public static func legacy(backend: any NetfilterBackend, family: AddressFamily) throws(NodeGuardError) -> NatTable? {
         guard backend.tableExists("nat", family) else { return nil }
         return try backend.readTable("nat", family) { table throws(NodeGuardError) -> NatTable in
-            var rules: [NatRule] = []
+            var byChain: [String: [NatRule]] = [:]
             let names = table.chainNames()
-            for chain in names {
-                for rule in try table.rules(in: chain) {
+            for chain in names where mayLeadToEndpoints(chain) {
+                // Only KUBE-NODEPORTS' comments are read (they name the services).
+                let keepComment = chain == "KUBE-NODEPORTS"
+                var kept: [NatRule] = []
+                for rule in try table.rules(in: chain) where rule.target != "KUBE-MARK-MASQ" {
                     let transport = TransportProtocol.allCases.first { $0.ipProtocolNumber == rule.protocolNumber }
                     let port = rule.destinationPorts.flatMap { $0.count == 1 ? $0.lowerBound : nil }
-                    rules.append(NatRule(chain: chain, transport: transport, destinationPort: port, comment: rule.comment,
-                                         target: rule.target, natDestination: rule.natDestination))
+                    kept.append(NatRule(chain: chain, transport: transport, destinationPort: port,
+                                        comment: keepComment ? rule.comment : "",
+                                        target: rule.target, natDestination: rule.natDestination))
                 }
+                if !kept.isEmpty { byChain[chain] = kept }
             }
-            return NatTable(family: family, source: "iptables-legacy", chains: Set(names), rules: rules)
+            return NatTable(family: family, source: "iptables-legacy", chains: Set(names), byChain: byChain)
         }
+    }
+
+    /// Whether a chain's rules can matter to the dataplane: kube-proxy's path
+    /// from a NodePort to its endpoints (KUBE-NODEPORTS, KUBE-EXT/FW/SVC/SVL/SEP)
+    /// and every chain that is not kube-proxy's (Docker, CNI, others). Its other
+    /// chains count only by name: KUBE-SERVICES alone holds a rule per
+    /// service, a third of a big table that need not be decoded.
+    static func mayLeadToEndpoints(_ chain: String) -> Bool {
+        guard chain.hasPrefix("KUBE-") else { return true }
+        return chain == "KUBE-NODEPORTS" || ["KUBE-EXT-", "KUBE-FW-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-SEP-"].contains { chain.hasPrefix($0) }
     }
 
     /// An nft-backed nat table (iptables-nft) through `iptables-nft-save`;
