@@ -42,11 +42,11 @@ final class SupportTests: XCTestCase {
         XCTAssertEqual("a b".trimmingWhitespace, "a b")
     }
 
-    func testAConditionLockWakesAWaiterAndTimedWaitsReturn() {
+    func testAConditionLockWakesAWaiterAndTimedWaitsReturn() throws {
         let lock = ConditionLock()
         final class Flag: @unchecked Sendable { var set = false }
         let flag = Flag()
-        startThread(name: "ng-test-signal") {
+        try startThread(name: "ng-test-signal") {
             usleep(20_000)
             lock.withLock {
                 flag.set = true
@@ -63,5 +63,14 @@ final class SupportTests: XCTestCase {
         // A timed wait with nobody signalling returns on its own.
         lock.withLock { lock.wait(for: .milliseconds(5)) }
         lock.withLock { lock.wait(for: .zero) }
+    }
+
+    func testAThreadTheSystemCannotGiveIsAnErrorNotACrash() {
+        // A 64 TiB stack cannot be mapped: pthread_create fails, as when out of threads.
+        XCTAssertThrowsError(try startThread(name: "ng-test-huge", stackSize: 1 << 46) { XCTFail("must not run") }) { error in
+            let error = error as! NodeGuardError
+            XCTAssertEqual(error.code, .ioFailure)
+            XCTAssertTrue(error.message.hasPrefix("cannot start the ng-test-huge thread: "), error.message)
+        }
     }
 }

@@ -98,7 +98,7 @@ public final class ControlServer: Service, @unchecked Sendable {
 
     public func run() async throws {
         let finished = AsyncStream<Void>.makeStream()
-        startThread(name: "ng-control") { [self] in
+        try startThread(name: "ng-control") { [self] in
             acceptLoop()
             finished.continuation.finish()
         }
@@ -146,17 +146,26 @@ public final class ControlServer: Service, @unchecked Sendable {
                 close(fd)
                 continue
             }
-            startThread(name: "ng-client", stackSize: 512 * 1024) { [self] in
-                serve(fd)
+            do {
+                try startThread(name: "ng-client", stackSize: 512 * 1024) { [self] in
+                    serve(fd)
+                    close(fd)
+                    lock.lock()
+                    connections -= 1
+                    let idle = connections == 0
+                    lock.unlock()
+                    // Answers (metrics, list, explain) can be megabytes of text,
+                    // freed between live objects: give the pages back once no
+                    // client is left.
+                    if idle { nglinux_release_free_memory() }
+                }
+            } catch {
+                // Out of threads: refuse this client, keep serving.
+                lock.withLock { connections -= 1 }
+                logger.error("control socket: \(error.message)")
+                _ = UnixSocket.writeAll(fd, ControlResponse.failure(
+                    NodeGuardError(.shuttingDown, "nodeguardd cannot take more connections now; retry")).encoded())
                 close(fd)
-                lock.lock()
-                connections -= 1
-                let idle = connections == 0
-                lock.unlock()
-                // Answers (metrics, list, explain) can be megabytes of text,
-                // freed between live objects: give the pages back once no
-                // client is left.
-                if idle { nglinux_release_free_memory() }
             }
         }
     }

@@ -68,7 +68,9 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         lockWatcher?.start()
         defer { lockWatcher?.stop() }
         let finished = AsyncStream<Void>.makeStream()
-        startThread(name: "ng-reconcile") { [self] in
+        // Without its loop the daemon cannot guard anything: stop it (systemd
+        // restarts it; the kernel keeps the rules meanwhile).
+        try startThread(name: "ng-reconcile") { [self] in
             loop()
             finished.continuation.finish()
         }

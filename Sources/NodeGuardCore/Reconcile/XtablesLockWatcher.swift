@@ -56,12 +56,17 @@ public final class XtablesLockWatcher: @unchecked Sendable {
         finished.lock()
         running = true
         finished.unlock()
-        startThread(name: "ng-lockwatch") { [self] in
-            run()
-            finished.lock()
-            running = false
-            finished.broadcast()
-            finished.unlock()
+        do {
+            try startThread(name: "ng-lockwatch") { [self] in
+                run()
+                finished.lock()
+                running = false
+                finished.broadcast()
+                finished.unlock()
+            }
+        } catch {
+            // Polling still catches every change, only later.
+            finished.withLock { running = false }
         }
     }
 

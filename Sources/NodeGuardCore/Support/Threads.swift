@@ -9,8 +9,11 @@ import Glibc
 // 50 MB of binary and several MB of resident pages for two primitives.
 
 /// Starts `body` on a new detached pthread. `name` shows in `ps -L` and
-/// `top -H` (the kernel keeps 15 bytes of it).
-public func startThread(name: String, stackSize: Int = 0, _ body: @escaping @Sendable () -> Void) {
+/// `top -H` (the kernel keeps 15 bytes of it). Throws when the system has no
+/// thread to give (EAGAIN: the process or cgroup limit): the caller decides
+/// whether that refuses one client or stops the daemon.
+public func startThread(name: String, stackSize: Int = 0,
+                        _ body: @escaping @Sendable () -> Void) throws(NodeGuardError) {
     final class Start { let body: @Sendable () -> Void; let name: String
         init(_ body: @escaping @Sendable () -> Void, _ name: String) { self.body = body; self.name = name } }
     var attributes = pthread_attr_t()
@@ -26,8 +29,10 @@ public func startThread(name: String, stackSize: Int = 0, _ body: @escaping @Sen
         start.body()
         return nil
     }, context)
-    // Out of threads is not something a daemon can work around; say so loudly.
-    precondition(result == 0, "pthread_create(\(name)) failed: \(String(cString: strerror(result)))")
+    guard result == 0 else {
+        Unmanaged<Start>.fromOpaque(context).release()
+        throw NodeGuardError(.ioFailure, "cannot start the \(name) thread: \(String(cString: strerror(result)))")
+    }
 }
 
 /// A mutex with a condition variable whose timed waits use the monotonic
