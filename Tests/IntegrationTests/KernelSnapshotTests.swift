@@ -124,7 +124,7 @@ final class KernelSnapshotTests: NodeTestCase {
             if deleted.status != 0 { notes.append("iptables-legacy -D: \(deleted.stderr)") }
             do throws(NodeGuardError) {
                 try reconciler.apply(entries, checkFirst: true)
-                notes.append("a drifted table was repaired without the xtables lock")
+                notes.append("apply returned without waiting for the held xtables lock although the table had drifted")
             } catch {
                 if error.code != .lockTimeout { notes.append("expected lock_timeout, got \(error.code): \(error.message)") }
             }

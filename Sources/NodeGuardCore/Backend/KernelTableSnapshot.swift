@@ -6,7 +6,7 @@ import CNodeGuardIPTC
 /// rule and its chain bookkeeping, about three times the table's size: 3.5 MB
 /// for 2,768 blocked ports, and most of a status call's peak next to a
 /// 5,000-service kube-proxy nat table. Edits throw.
-final class KernelTableSnapshot: TableSnapshot {
+final class KernelTableSnapshot: ReadOnlyTableSnapshot {
     let family: AddressFamily
     let tableName: String
     private let blob: OpaquePointer
@@ -51,17 +51,7 @@ final class KernelTableSnapshot: TableSnapshot {
         return rules
     }
 
-    private func readOnly(_ edit: String) -> NodeGuardError {
+    func refuse(_ edit: String) -> NodeGuardError {
         NodeGuardError(.netfilterFailure, "cannot \(edit): the \(family.rawValue) \(tableName) table was opened read-only")
-    }
-
-    func createChain(_ name: String) throws(NodeGuardError) { throw readOnly("create chain \(name)") }
-    func flushChain(_ name: String) throws(NodeGuardError) { throw readOnly("flush chain \(name)") }
-    func deleteChain(_ name: String) throws(NodeGuardError) { throw readOnly("delete chain \(name)") }
-    func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError) {
-        throw readOnly("insert a rule into \(chain)")
-    }
-    func deleteRule(in chain: String, at index: Int) throws(NodeGuardError) {
-        throw readOnly("delete rule \(index + 1) of \(chain)")
     }
 }

@@ -12,6 +12,23 @@ public protocol TableSnapshot: AnyObject {
     func deleteRule(in chain: String, at index: Int) throws(NodeGuardError)
 }
 
+/// A snapshot that cannot be edited: every edit throws what `refuse` says.
+protocol ReadOnlyTableSnapshot: TableSnapshot {
+    func refuse(_ edit: String) -> NodeGuardError
+}
+
+extension ReadOnlyTableSnapshot {
+    func createChain(_ name: String) throws(NodeGuardError) { throw refuse("create chain \(name)") }
+    func flushChain(_ name: String) throws(NodeGuardError) { throw refuse("flush chain \(name)") }
+    func deleteChain(_ name: String) throws(NodeGuardError) { throw refuse("delete chain \(name)") }
+    func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError) {
+        throw refuse("insert a rule into \(chain)")
+    }
+    func deleteRule(in chain: String, at index: Int) throws(NodeGuardError) {
+        throw refuse("delete rule \(index + 1) of \(chain)")
+    }
+}
+
 /// Where NodeGuard's rules live. The production backend is libiptc
 /// (`LibIPTCBackend`); the protocol keeps the reconciler independent of it.
 public protocol NetfilterBackend: Sendable {

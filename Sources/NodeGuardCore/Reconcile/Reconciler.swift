@@ -133,7 +133,7 @@ public final class Reconciler {
 
 /// Passes reads through to a read-only snapshot and stops at the first edit,
 /// so the reconciler can tell "nothing to do" without libiptc or the lock.
-final class EditDetector: TableSnapshot {
+final class EditDetector: ReadOnlyTableSnapshot {
     private let base: any TableSnapshot
     private(set) var wantedEdit = false
 
@@ -143,18 +143,8 @@ final class EditDetector: TableSnapshot {
     func chainNames() -> [String] { base.chainNames() }
     func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule] { try base.rules(in: chain) }
 
-    private func stop(_ edit: String) -> NodeGuardError {
+    func refuse(_ edit: String) -> NodeGuardError {
         wantedEdit = true
-        return NodeGuardError(.netfilterFailure, "\(edit) needed; the check stops here")
-    }
-
-    func createChain(_ name: String) throws(NodeGuardError) { throw stop("create chain \(name)") }
-    func flushChain(_ name: String) throws(NodeGuardError) { throw stop("flush chain \(name)") }
-    func deleteChain(_ name: String) throws(NodeGuardError) { throw stop("delete chain \(name)") }
-    func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError) {
-        throw stop("insert into \(chain)")
-    }
-    func deleteRule(in chain: String, at index: Int) throws(NodeGuardError) {
-        throw stop("delete from \(chain)")
+        return NodeGuardError(.netfilterFailure, "an edit is needed (\(edit)); the check stops here")
     }
 }
