@@ -73,4 +73,24 @@ final class SupportTests: XCTestCase {
             XCTAssertTrue(error.message.hasPrefix("cannot start the ng-test-huge thread: "), error.message)
         }
     }
+
+    /// `import Foundation` anywhere in the shipped code links swift-corelibs-foundation
+    /// and ICU into the static daemon again (36 MB becomes 85 MB, several MB more resident).
+    func testShippedCodeImportsFoundationEssentialsOnly() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Sources")
+        var checked = 0
+        for target in ["NodeGuardCore", "nodeguardd", "nodeguardctl"] {
+            let root = sources.appendingPathComponent(target)
+            let files = try XCTUnwrap(FileManager.default.enumerator(atPath: root.path)).compactMap { $0 as? String }
+            for file in files where file.hasSuffix(".swift") {
+                let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
+                for line in text.split(separator: "\n") where line.hasPrefix("import Foundation") || line.contains(" import Foundation") {
+                    XCTAssertTrue(line.hasSuffix("import FoundationEssentials"), "\(target)/\(file): \(line)")
+                }
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 30, "the shipped sources were found")
+    }
 }
