@@ -157,7 +157,7 @@ public final class ControlServer: Service, @unchecked Sendable {
                     // Answers (metrics, list, explain) can be megabytes of text,
                     // freed between live objects: give the pages back once no
                     // client is left.
-                    if idle { nglinux_release_free_memory() }
+                    if idle { releaseFreeHeap() }
                 }
             } catch {
                 // Out of threads: refuse this client, keep serving.

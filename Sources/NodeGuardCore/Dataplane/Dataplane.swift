@@ -165,10 +165,9 @@ public final class DataplaneCache {
     public func report(backend: any NetfilterBackend, families: [AddressFamily]) -> DataplaneReport {
         let current = Self.currentKey(backend: backend, families: families)
         if let current, current == key, let report { return report }
+        // Only requests read the dataplane; the control server gives the
+        // heap back once their client has its answer (releaseFreeHeap).
         let fresh = DataplaneReader.read(backend: backend, families: families)
-        // Reading a big nat table allocates tens of MB in small pieces (libiptc's
-        // rule copies, the rules' strings); give them back to the system.
-        nglinux_release_free_memory()
         reads += 1
         report = fresh
         key = current

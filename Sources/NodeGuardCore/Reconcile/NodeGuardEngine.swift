@@ -1,4 +1,3 @@
-import CNodeGuardLinux
 import FoundationEssentials
 import Logging
 
@@ -191,15 +190,6 @@ public final class NodeGuardEngine {
                              holdInRaw: fights.holding, checkFirst: checkFirst)
     }
 
-    /// Returns the heap's free pages to the system (glibc's malloc_trim).
-    /// Called where a millisecond does not delay a repair or an answer: after
-    /// start-up, after a scheduled read that found nothing, after requests.
-    /// Reads leave their freed buffers between live objects, where only a
-    /// trim reaches them: 1.7 MB of the idle daemon with 2,768 blocked ports.
-    public func releaseFreeMemory() {
-        nglinux_release_free_memory()
-    }
-
     /// Re-reads NodeGuard's chains and repairs any drift at once. With
     /// `checkFirst`, reads without the lock first (Reconciler.apply).
     public func verify(checkFirst: Bool = false) {
@@ -227,7 +217,7 @@ public final class NodeGuardEngine {
             updateTextfile(force: !changes.isEmpty)
             // The scheduled read found nothing to repair: hand the heap's free
             // pages back (malloc_trim, about a millisecond, never on a repair's path).
-            if checkFirst && changes.isEmpty { releaseFreeMemory() }
+            if checkFirst && changes.isEmpty { releaseFreeHeap() }
             guard !changes.isEmpty else { return }
             repairCount += 1
             record("repair", from: .daemon, details: ["changes": .array(changes.map { .string($0.description) })])

@@ -95,7 +95,7 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         var nextWatch = clock.now + watchInterval
         // Start-up (reading the deny-list, planning, the first commit) leaves
         // the most free heap behind; it is all released by now.
-        engine.releaseFreeMemory()
+        releaseFreeHeap()
         while true {
             condition.lock()
             while queue.isEmpty && !stopping && !checkRequested && clock.now < nextWatch {
@@ -116,8 +116,6 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
             condition.unlock()
 
             for job in jobs { job(engine) }
-            // Requests read whole tables; their clients have their answers by now.
-            if !jobs.isEmpty { engine.releaseFreeMemory() }
             let now = clock.now
             guard checkNow || now >= nextWatch else { continue }
             let deep = now >= nextDeep

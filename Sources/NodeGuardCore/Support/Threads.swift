@@ -82,11 +82,3 @@ public final class ConditionLock: @unchecked Sendable {
         return try body()
     }
 }
-
-/// Sets the heap up for the daemon (CNodeGuardLinux: one arena, big buffers
-/// mmapped, top of heap trimmed). Without it, each thread's arena kept the
-/// free memory of the last whole-table read: 27.8 MB resident against 19.4 MB
-/// with 2,768 blocked ports (BENCHMARKS.md).
-public func tuneHeapForDaemon() {
-    nglinux_tune_heap_for_daemon()
-}
