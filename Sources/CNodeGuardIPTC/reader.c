@@ -174,6 +174,7 @@ typedef struct {
 
 struct ngiptc_blob {
     int family;
+    ngiptc_table_info info;  // what GET_INFO said of the entries below
     unsigned char *buffer;   // GET_ENTRIES header + entries
     const unsigned char *entries;
     uint32_t size;
@@ -284,6 +285,7 @@ ngiptc_blob *ngiptc_reader_snapshot(ngiptc_reader *reader, const char *table, in
     blob->buffer = take_buffer(reader);
     blob->entries = blob->buffer + offsetof(struct ipt_get_entries, entrytable);
     blob->size = info.size;
+    blob->info = info;
     int problem = parse_blob(blob, &info);
     if (problem) {
         ngiptc_snapshot_free(blob);
@@ -350,4 +352,75 @@ int ngiptc_snapshot_read_rules_from(const ngiptc_blob *blob, unsigned int chain,
         ngiptc_decode_entry(blob->family, blob->entries + blob->offsets[i], target_name(blob, i), &rules[count++]);
     }
     return count;
+}
+
+void ngiptc_snapshot_info(const ngiptc_blob *blob, ngiptc_table_info *info) { *info = blob->info; }
+
+static int is_owned_chain(const char *name, const char *prefix, size_t prefix_length) {
+    return strncmp(name, prefix, prefix_length) == 0 && (name[prefix_length] == '\0' || name[prefix_length] == '-');
+}
+
+// Mixes one entry in: counters and comefrom (the kernel's reachability
+// bookkeeping) zeroed, and a jump by the target chain's name instead of its
+// byte offset, which moves whenever another program's rule is added earlier
+// in the table.
+static uint64_t mix_entry(uint64_t hash, const ngiptc_blob *blob, uint32_t index, unsigned char *scratch) {
+    const unsigned char *e = blob->entries + blob->offsets[index];
+    uint16_t size = next_offset_of(blob->family, e);
+    memcpy(scratch, e, size);
+    if (blob->family == AF_INET6) {
+        struct ip6t_entry *entry = (struct ip6t_entry *)scratch;
+        entry->comefrom = 0;
+        memset(&entry->counters, 0, sizeof(entry->counters));
+    } else {
+        struct ipt_entry *entry = (struct ipt_entry *)scratch;
+        entry->comefrom = 0;
+        memset(&entry->counters, 0, sizeof(entry->counters));
+    }
+    struct xt_entry_target *t = (struct xt_entry_target *)(scratch + target_offset_of(blob->family, e));
+    if (t->u.user.name[0] == '\0' && t->u.target_size >= sizeof(struct xt_standard_target) &&
+        ((struct xt_standard_target *)t)->verdict >= 0) {
+        for (const char *c = target_name(blob, index); *c; c++) hash = mix(hash, (unsigned char)*c);
+        ((struct xt_standard_target *)t)->verdict = 0;
+    }
+    size_t words = size / 8;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t word;
+        memcpy(&word, scratch + i * 8, 8);
+        hash = mix(hash, word);
+    }
+    for (size_t i = words * 8; i < size; i++) hash = mix(hash, scratch[i]);
+    return hash;
+}
+
+uint64_t ngiptc_snapshot_owned_digest(const ngiptc_blob *blob, const char *prefix, uint32_t hooks) {
+    // Entries are at most 65535 bytes long (next_offset is 16 bits).
+    static _Thread_local unsigned char scratch[65536];
+    size_t prefix_length = strlen(prefix);
+    uint64_t hash = 0xCBF29CE484222325ULL;
+    for (uint32_t c = 0; c < blob->chain_count; c++) {
+        const blob_chain *chain = &blob->chains[c];
+        int hook = -1;
+        for (int h = 0; h < NF_INET_NUMHOOKS; h++) {
+            if (chain->builtin && strcmp(chain->name, hook_names[h]) == 0) hook = h;
+        }
+        if (hook >= 0) {
+            if (!(hooks & (1u << hook))) continue;
+            // The hook chain up to and including NodeGuard's first jump: what
+            // stands above the jump decides whether it runs.
+            hash = mix(hash, 0x100u + (uint64_t)hook);
+            uint32_t i = chain->first;
+            for (; i < chain->end; i++) {
+                hash = mix_entry(hash, blob, i, scratch);
+                if (is_owned_chain(target_name(blob, i), prefix, prefix_length)) break;
+            }
+            // No jump at all: only that, not every other rule, is what counts.
+            if (i == chain->end) hash = mix(hash, 0xDEADu);
+        } else if (is_owned_chain(chain->name, prefix, prefix_length)) {
+            for (const char *n = chain->name; *n; n++) hash = mix(hash, (unsigned char)*n);
+            hash = mix(hash, chain->end - chain->first);
+            for (uint32_t i = chain->first; i < chain->end; i++) hash = mix_entry(hash, blob, i, scratch);
+        }
+    }
+    return hash;
 }

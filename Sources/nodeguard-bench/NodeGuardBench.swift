@@ -41,7 +41,7 @@ struct Repair: ParsableCommand {
             // again and again is a fight, which NodeGuard stops answering.
             let foreign = RuleSpec(transport: .tcp, comment: "bench: foreign rule \(trial) above NodeGuard", target: "ACCEPT")
             let saved: [RuleSpec]
-            (saved, _) = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) -> [RuleSpec] in
+            (saved, _, _) = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) -> [RuleSpec] in
                 if kind == "insert" {
                     try table.insertRule(foreign, in: "PREROUTING", at: 0)
                     return []
@@ -60,13 +60,13 @@ struct Repair: ParsableCommand {
             // poll it every millisecond (the resolution of those figures).
             let sizesTell = kind == "flush"
             let changedInfo = try backend.tableInfo("mangle", .ipv4)
-            let changed = sizesTell ? nil : try backend.tableFingerprint("mangle", .ipv4)
+            let changed = sizesTell ? nil : try backend.ownedFingerprint("mangle", .ipv4)
             // NodeGuard may have repaired before `changed` was taken: look once first.
             var repaired = isRepaired(backend, kind: kind, expected: saved)
             var lastLook = clock.now
             while !repaired && clock.now - start < .milliseconds(timeoutMs) {
                 let moved = sizesTell ? try backend.tableInfo("mangle", .ipv4) != changedInfo
-                                      : try backend.tableFingerprint("mangle", .ipv4) != changed
+                                      : try backend.ownedFingerprint("mangle", .ipv4) != changed
                 // Also look every 50 ms whatever moved says, so that a repair that
                 // landed between the change and `changed` cannot be missed.
                 let due = clock.now - lastLook > .milliseconds(50)

@@ -49,7 +49,7 @@ final class ChangeWatchTests: NodeTestCase {
         try node.inNode("iptables-legacy -w -t mangle -I PREROUTING 1 -p tcp -j ACCEPT")
         XCTAssertTrue(try node.eventually { try node.mangleRules().first == jump }, "repaired after the lock was released:\n\(node.daemonLog)")
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
-        XCTAssertTrue(node.daemonLog.contains("full read: the ipv4 mangle table changed size"), node.daemonLog)
+        XCTAssertTrue(node.daemonLog.contains("full read: NodeGuard's rules in the ipv4 mangle table changed"), node.daemonLog)
     }
 
     func testAWriterThatSkipsTheLockIsCaughtBySizeChecks() throws {
@@ -59,7 +59,7 @@ final class ChangeWatchTests: NodeTestCase {
         let before = try node.mangleRules(ipv6: true)
         try lockFreeWriter("ip6tables-legacy -w -t mangle -F NODEGUARD-TCP")
         XCTAssertTrue(try node.eventually { try node.mangleRules(ipv6: true) == before }, node.daemonLog)
-        XCTAssertTrue(node.daemonLog.contains("full read: the ipv6 mangle table changed size"), node.daemonLog)
+        XCTAssertTrue(node.daemonLog.contains("full read: NodeGuard's rules in the ipv6 mangle table changed"), node.daemonLog)
     }
 
     func testASameSizeEditIsCaughtByTheDigest() throws {
@@ -75,7 +75,61 @@ final class ChangeWatchTests: NodeTestCase {
             .replacingOccurrences(of: "NodeGuard: ", with: "NodeGuarD: ")
         try lockFreeWriter("iptables-legacy -w -t mangle -R NODEGUARD-TCP 1 \(edited)")
         XCTAssertTrue(try node.eventually { try node.mangleRules() == before }, node.daemonLog)
-        XCTAssertTrue(node.daemonLog.contains("full read: the ipv4 mangle table's rules changed"), node.daemonLog)
+        XCTAssertTrue(node.daemonLog.contains("full read: NodeGuard's rules in the ipv4 mangle table changed"), node.daemonLog)
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+    }
+
+    /// 20,000 rules of another program in mangle PREROUTING, below NodeGuard's jump.
+    func loadForeignMangleRules(_ count: Int = 20_000) throws {
+        var rules = "*mangle\n"
+        for index in 0..<count { rules += "-A PREROUTING -p tcp --dport \(10_000 + index % 20_000) -j MARK --set-mark \(index + 1)\n" }
+        rules += "COMMIT\n"
+        let result = try runCommand(["ip", "netns", "exec", node.node, "iptables-legacy-restore", "--noflush"], input: rules)
+        XCTAssertEqual(result.status, 0, result.stderr)
+    }
+
+    /// The rule 1 of NODEGUARD-TCP turned into an ACCEPT of the same size.
+    func sameSizeAccept(of rules: [String]) throws -> String {
+        let rule = try XCTUnwrap(rules.first { $0.hasPrefix("-A NODEGUARD-TCP ") && $0.hasSuffix("-j DROP") })
+        return rule.replacingOccurrences(of: "-A NODEGUARD-TCP ", with: "")
+            .replacingOccurrences(of: "-j DROP", with: "-j ACCEPT")
+            .replacingOccurrences(of: "NodeGuard: ", with: "NodeGuarD: ")
+    }
+
+    func testBesideALargeTableTheDigestKeepsItsIntervalAndALockHoldersEditIsSeenAtOnce() throws {
+        try setUpNode()
+        // Only the lock's release can wake the daemon within the test.
+        try node.startDaemon(extraArguments: ["--watch-interval", "1h", "--verify-interval", "1h"])
+        XCTAssertEqual(try node.ctl("block", "31002").status, 0)
+        try loadForeignMangleRules()
+        let before = try node.mangleRules()
+        XCTAssertGreaterThan(before.count, 20_000)
+        let edited = try sameSizeAccept(of: before)
+        // Same size, taken under the lock: only a digest at the lock's release tells.
+        try node.inNode("iptables-legacy -w -t mangle -R NODEGUARD-TCP 1 \(edited)")
+        XCTAssertTrue(try node.eventually(5) { try node.mangleRules() == before }, node.daemonLog)
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+        XCTAssertEqual(try node.status()["healthy"] as? Bool, true)
+    }
+
+    func testBesideALargeTableASameSizeEditByAWriterThatSkipsTheLockIsFoundWithinTheVerifyInterval() throws {
+        try setUpNode()
+        try node.startDaemon(extraArguments: ["--watch-interval", "100ms", "--verify-interval", "1s"])
+        XCTAssertEqual(try node.ctl("block", "31002").status, 0)
+        try loadForeignMangleRules()
+        usleep(1_500_000)
+        // The digest covers NodeGuard's rules only: other programs' rules do not stretch it.
+        XCTAssertEqual(try node.status()["deepCheckIntervalMs"] as? Int, 1000)
+        let before = try node.mangleRules()
+        let reads = try fullReads()
+        try lockFreeWriter("iptables-legacy -w -t mangle -R NODEGUARD-TCP 1 \(try sameSizeAccept(of: before))")
+        let edited = Date()
+        XCTAssertTrue(try node.eventually(10) { try node.mangleRules() == before }, node.daemonLog)
+        // A generous bound for a busy machine; before, beside 20,000 rules the
+        // digest ran every 14 s.
+        XCTAssertLessThan(Date().timeIntervalSince(edited), 4, "found late:\n\(node.daemonLog)")
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+        // Loading 20,000 foreign rules changed the table's size but not NodeGuard's part of it.
+        XCTAssertEqual(try fullReads(), reads + 1, "only the edit caused a full read:\n\(node.daemonLog)")
     }
 }

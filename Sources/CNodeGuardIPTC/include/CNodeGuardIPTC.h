@@ -138,6 +138,17 @@ int ngiptc_snapshot_rule_count(const ngiptc_blob *snapshot, unsigned int chain);
 int ngiptc_snapshot_read_rules_from(const ngiptc_blob *snapshot, unsigned int chain, int start,
                                     ngiptc_rule_info *rules, int capacity);
 
+/// What GET_INFO said of the snapshot's entries (read together with them).
+void ngiptc_snapshot_info(const ngiptc_blob *snapshot, ngiptc_table_info *info);
+/// A digest of the part of the table that is NodeGuard's: in each hook chain
+/// named by `hooks` (bit 1 << NF_INET_* per hook), the rules up to and including
+/// the first jump to a chain named `prefix` or `prefix-...`; and every rule of
+/// those chains. Counters are zeroed and jumps count by their target's name, so
+/// traffic and other programs' rules elsewhere in the table leave it alone and
+/// its cost does not grow with them; any edit of NodeGuard's rules, or a rule
+/// put above its jump, changes it.
+uint64_t ngiptc_snapshot_owned_digest(const ngiptc_blob *snapshot, const char *prefix, uint32_t hooks);
+
 /// Sizes the shim relies on, exported so tests can check them against NETFILTER.md.
 unsigned int ngiptc_ipv4_entry_size(void);
 unsigned int ngiptc_ipv6_entry_size(void);

@@ -51,6 +51,23 @@ final class KernelTableSnapshot: ReadOnlyTableSnapshot {
         return rules
     }
 
+    /// The snapshot's sizes and a digest of NodeGuard's part of it: its chains
+    /// and each hook chain down to its jump (ngiptc_snapshot_owned_digest). It
+    /// is taken from the same bytes the snapshot's rules come from, so a
+    /// verdict reached on those rules and this fingerprint describe one state.
+    var ownedFingerprint: TableFingerprint? {
+        var info = ngiptc_table_info()
+        ngiptc_snapshot_info(blob, &info)
+        let hooks = TablePlan.hookChains.reduce(UInt32(0)) { mask, name in
+            mask | (Self.hookNumbers[name].map { UInt32(1) << $0 } ?? 0)
+        }
+        return TableFingerprint(info: KernelTableReader.convert(info),
+                                digest: ngiptc_snapshot_owned_digest(blob, RulePlanner.entryChain, hooks))
+    }
+
+    /// NF_INET_* numbers of the built-in chains.
+    static let hookNumbers: [String: UInt32] = ["PREROUTING": 0, "INPUT": 1, "FORWARD": 2, "OUTPUT": 3, "POSTROUTING": 4]
+
     func refuse(_ edit: String) -> NodeGuardError {
         NodeGuardError(.netfilterFailure, "cannot \(edit): the \(family.rawValue) \(tableName) table was opened read-only")
     }

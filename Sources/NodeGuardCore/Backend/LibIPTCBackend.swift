@@ -34,6 +34,10 @@ public struct LibIPTCBackend: NetfilterBackend {
         try reader.fingerprint(name, family)
     }
 
+    public func ownedFingerprint(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableFingerprint {
+        try reader.ownedFingerprint(name, family)
+    }
+
     public func tableExists(_ name: String, _ family: AddressFamily) -> Bool {
         let file = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return false }
@@ -51,19 +55,23 @@ public struct LibIPTCBackend: NetfilterBackend {
     public func withTable<T>(
         _ name: String, _ family: AddressFamily,
         _ body: (any TableSnapshot) throws(NodeGuardError) -> T
-    ) throws(NodeGuardError) -> (result: T, committed: Bool) {
+    ) throws(NodeGuardError) -> (result: T, committed: Bool, fingerprint: TableFingerprint?) {
         try XtablesLock.withLock(path: lockPath, timeout: lockTimeout) { () throws(NodeGuardError) in
             Self.libraryLock.lock()
             defer { Self.libraryLock.unlock() }
+            // Read back while the lock is still held: a writer waiting for it
+            // (iptables -w) cannot change the table before this, so whatever it
+            // does next differs from the fingerprint and is seen.
+            let readBack = { try? reader.ownedFingerprint(name, family) }
             var attempt = 1
             while true {
                 let snapshot = try IPTCSnapshot(family: family, table: name)
                 defer { snapshot.close() }
                 let result = try body(snapshot)
-                guard snapshot.changed else { return (result, false) }
+                guard snapshot.changed else { return (result, false, readBack()) }
                 do throws(NodeGuardError) {
                     try snapshot.commit()
-                    return (result, true)
+                    return (result, true, readBack())
                 } catch {
                     // A writer that ignores the lock changed the table between our read and commit.
                     guard snapshot.lastErrno == EAGAIN && attempt < commitAttempts else { throw error }
@@ -95,6 +103,8 @@ final class IPTCSnapshot: TableSnapshot {
     private var table: OpaquePointer?
     private(set) var changed = false
     private(set) var lastErrno: Int32 = 0
+    /// libiptc's copy cannot say; `withTable` reads the kernel for it.
+    var ownedFingerprint: TableFingerprint? { nil }
 
     private var familyName: String { family == .ipv4 ? "IPv4" : "IPv6" }
     private var af: Int32 { family == .ipv4 ? AF_INET : AF_INET6 }

@@ -10,6 +10,10 @@ public protocol TableSnapshot: AnyObject {
     func deleteChain(_ name: String) throws(NodeGuardError)
     func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError)
     func deleteRule(in chain: String, at index: Int) throws(NodeGuardError)
+    /// The fingerprint of NodeGuard's part of the table as this snapshot
+    /// holds it (`KernelTableSnapshot`), or nil where the snapshot cannot say
+    /// (a libiptc handle).
+    var ownedFingerprint: TableFingerprint? { get }
 }
 
 /// A snapshot that cannot be edited: every edit throws what `refuse` says.
@@ -34,12 +38,15 @@ extension ReadOnlyTableSnapshot {
 public protocol NetfilterBackend: Sendable {
     /// Runs `body` on a fresh snapshot of `family`'s table `name` while holding
     /// the xtables lock, then commits once if `body` changed anything.
-    /// Returns `body`'s result and whether a commit happened. If the commit
-    /// loses a race (EAGAIN), `body` runs again on a new snapshot.
+    /// Returns `body`'s result, whether a commit happened, and the
+    /// `ownedFingerprint` of the table read back before the lock is released
+    /// (nil if that read failed): what NodeGuard left there, which no writer
+    /// that takes the lock can have changed yet. If the commit loses a race
+    /// (EAGAIN), `body` runs again on a new snapshot.
     func withTable<T>(
         _ name: String, _ family: AddressFamily,
         _ body: (any TableSnapshot) throws(NodeGuardError) -> T
-    ) throws(NodeGuardError) -> (result: T, committed: Bool)
+    ) throws(NodeGuardError) -> (result: T, committed: Bool, fingerprint: TableFingerprint?)
 
     /// Runs `body` on a read-only snapshot, without the xtables lock (as
     /// iptables-save reads): for other agents' tables, which NodeGuard never
@@ -57,15 +64,21 @@ public protocol NetfilterBackend: Sendable {
     /// cheaply. Like opening it, this creates a missing legacy table.
     func tableInfo(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableInfo
 
-    /// The table's sizes and a digest of its rules with counters zeroed.
+    /// The table's sizes and a digest of all its rules with counters zeroed:
+    /// for other agents' tables (nat), where any change matters.
     func tableFingerprint(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableFingerprint
+
+    /// The table's sizes and a digest of NodeGuard's part of it only (its
+    /// chains, and each hook chain down to its jump): for the tables NodeGuard
+    /// keeps rules in. Its cost does not grow with other programs' rules.
+    func ownedFingerprint(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableFingerprint
 }
 
 extension NetfilterBackend {
     public func withMangleTable<T>(
         _ family: AddressFamily,
         _ body: (any TableSnapshot) throws(NodeGuardError) -> T
-    ) throws(NodeGuardError) -> (result: T, committed: Bool) {
+    ) throws(NodeGuardError) -> (result: T, committed: Bool, fingerprint: TableFingerprint?) {
         try withTable("mangle", family, body)
     }
 

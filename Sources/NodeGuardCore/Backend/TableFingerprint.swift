@@ -81,6 +81,16 @@ final class KernelTableReader: @unchecked Sendable {
         return TableFingerprint(info: Self.convert(info), digest: digest)
     }
 
+    /// The table's info and a digest of NodeGuard's part of it alone
+    /// (`KernelTableSnapshot.ownedFingerprint`).
+    func ownedFingerprint(_ table: String, _ family: AddressFamily) throws(NodeGuardError) -> TableFingerprint {
+        let snapshot = try snapshot(table, family)
+        guard let fingerprint = snapshot.ownedFingerprint else {
+            throw NodeGuardError(.netfilterFailure, "reading the \(family.rawValue) \(table) table: no fingerprint")
+        }
+        return fingerprint
+    }
+
     /// A read-only snapshot of the whole table (see KernelTableSnapshot).
     func snapshot(_ table: String, _ family: AddressFamily) throws(NodeGuardError) -> KernelTableSnapshot {
         lock.lock()
@@ -92,7 +102,7 @@ final class KernelTableReader: @unchecked Sendable {
         return KernelTableSnapshot(blob: blob, family: family, table: table)
     }
 
-    private static func convert(_ info: ngiptc_table_info) -> TableInfo {
+    static func convert(_ info: ngiptc_table_info) -> TableInfo {
         var copy = info
         let hooks = withUnsafeBytes(of: &copy.hook_entry) { Array($0.bindMemory(to: UInt32.self)) }
         let underflow = withUnsafeBytes(of: &copy.underflow) { Array($0.bindMemory(to: UInt32.self)) }

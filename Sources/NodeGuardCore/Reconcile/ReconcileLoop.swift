@@ -118,7 +118,8 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
             for job in jobs { job(engine) }
             let now = clock.now
             guard checkNow || now >= nextWatch else { continue }
-            let deep = now >= nextDeep
+            // A released lock may hide a same-size edit: digest at once.
+            let deep = checkNow || now >= nextDeep
             engine.watchTick(deep: deep)
             nextWatch = clock.now + watchInterval
             if deep { nextDeep = clock.now + engine.deepCheckInterval }

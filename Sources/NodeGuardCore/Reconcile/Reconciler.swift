@@ -14,6 +14,10 @@ public final class Reconciler {
     /// Whether the raw table may still hold NodeGuard rules (a hold, or one
     /// left by an earlier run): only then is it opened to remove them.
     private var rawMayHoldRules = true
+    /// Each table the last `apply` made match its plan, fingerprinted as it
+    /// was found or left (under the lock, or from the very snapshot that was
+    /// checked): the known-good state the change watch compares against.
+    public private(set) var verifiedFingerprints: [ChangeWatch.Table: TableFingerprint] = [:]
 
     public init(backend: any NetfilterBackend, families: [AddressFamily] = Reconciler.availableFamilies()) {
         self.backend = backend
@@ -40,6 +44,7 @@ public final class Reconciler {
         if planned?.entries != entries {
             planned = (entries, Dictionary(uniqueKeysWithValues: families.map { ($0, RulePlanner.plan(entries, family: $0)) }))
         }
+        verifiedFingerprints = [:]
         var changes: [TableChange] = []
         for family in families {
             guard let plan = planned?.plans[family] else { continue }
@@ -74,7 +79,7 @@ public final class Reconciler {
         guard rawMayHoldRules else { return [] }
         var changes: [TableChange] = []
         for family in families where backend.tableExists("raw", family) {
-            let (found, committed) = try backend.withTable("raw", family) { table throws(NodeGuardError) in
+            let (found, committed, _) = try backend.withTable("raw", family) { table throws(NodeGuardError) in
                 try TableReconciler.removeAll(table, tableName: "raw")
             }
             if committed { commitCount += 1 }
@@ -89,7 +94,7 @@ public final class Reconciler {
     public func removeAll() throws(NodeGuardError) -> [TableChange] {
         var changes: [TableChange] = []
         for family in families where backend.mangleTableExists(family) {
-            let (found, committed) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
+            let (found, committed, _) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
                 try TableReconciler.removeAll(table)
             }
             if committed { commitCount += 1 }
@@ -118,16 +123,22 @@ public final class Reconciler {
         if checkFirst {
             // Any failure of the check (an edit it needed, a read error) leaves
             // the decision to the full path below, which reports errors itself.
-            let unchanged = try? backend.readTable(name, family) { table throws(NodeGuardError) -> [TableChange]? in
+            let unchanged = try? backend.readTable(name, family) {
+                table throws(NodeGuardError) -> ([TableChange], TableFingerprint?)? in
                 let detector = EditDetector(table)
-                do throws(NodeGuardError) { return try body(detector) } catch {
+                do throws(NodeGuardError) { return (try body(detector), table.ownedFingerprint) } catch {
                     if detector.wantedEdit { return nil }
                     throw error
                 }
             }
-            if let unchanged = unchanged ?? nil { return (unchanged, false) }
+            if let (unchanged, fingerprint) = unchanged ?? nil {
+                verifiedFingerprints[ChangeWatch.Table(name: name, family: family)] = fingerprint
+                return (unchanged, false)
+            }
         }
-        return try backend.withTable(name, family, body)
+        let (result, committed, fingerprint) = try backend.withTable(name, family, body)
+        verifiedFingerprints[ChangeWatch.Table(name: name, family: family)] = fingerprint
+        return (result, committed)
     }
 }
 
@@ -142,6 +153,7 @@ final class EditDetector: ReadOnlyTableSnapshot {
     var family: AddressFamily { base.family }
     func chainNames() -> [String] { base.chainNames() }
     func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule] { try base.rules(in: chain) }
+    var ownedFingerprint: TableFingerprint? { base.ownedFingerprint }
 
     func refuse(_ edit: String) -> NodeGuardError {
         wantedEdit = true
