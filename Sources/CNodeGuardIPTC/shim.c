@@ -18,6 +18,7 @@
 #include <linux/netfilter/xt_addrtype.h>
 #include <linux/netfilter/xt_comment.h>
 #include <linux/netfilter/xt_conntrack.h>
+#include <linux/netfilter/xt_CT.h>
 #include <linux/netfilter/xt_sctp.h>
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter/nf_nat.h>
@@ -121,10 +122,14 @@ static size_t build_entry(int family, const ngiptc_rule_spec *spec, unsigned cha
             append_match(buffer, &used, "addrtype", 1, sizeof(struct xt_addrtype_info_v1));
         info->dest = XT_ADDRTYPE_LOCAL;
     }
-    if (spec->match_original_direction) {
+    if (spec->match_direction == NGIPTC_CTDIR_ORIGINAL || spec->match_direction == NGIPTC_CTDIR_REPLY) {
         struct xt_conntrack_mtinfo3 *info =
             append_match(buffer, &used, "conntrack", 3, sizeof(struct xt_conntrack_mtinfo3));
-        info->match_flags = XT_CONNTRACK_DIRECTION;   // invert flag clear: ORIGINAL
+        info->match_flags = XT_CONNTRACK_DIRECTION;
+        // As iptables writes --ctdir: the invert flag set means REPLY.
+        if (spec->match_direction == NGIPTC_CTDIR_REPLY) info->invert_flags = XT_CONNTRACK_DIRECTION;
+    } else if (spec->match_direction != 0) {
+        return 0;
     }
     if (spec->has_destination_ports) {
         if (spec->destination_port_first > spec->destination_port_last) return 0;
@@ -259,6 +264,17 @@ static void decode_nat_target(int family, const struct xt_entry_target *t, size_
     }
 }
 
+// CT --notrack (every revision starts with its u16 flags) and the old NOTRACK
+// target exempt a packet from connection tracking.
+static void decode_untracking(const char *target, const struct xt_entry_target *t, size_t room,
+                              ngiptc_rule_info *out) {
+    if (target && strcmp(target, "NOTRACK") == 0) { out->untracks = 1; return; }
+    if (!target || strcmp(target, "CT") != 0 || room < sizeof(*t) + sizeof(uint16_t) || t->u.target_size > room) return;
+    uint16_t flags;
+    memcpy(&flags, t->data, sizeof(flags));
+    out->untracks = (flags & XT_CT_NOTRACK) != 0;
+}
+
 void ngiptc_decode_entry(int family, const void *entry, const char *target, ngiptc_rule_info *out) {
     memset(out, 0, sizeof(*out));
     const unsigned char *bytes = entry;
@@ -296,22 +312,36 @@ void ngiptc_decode_entry(int family, const void *entry, const char *target, ngip
         if (strcmp(name, "addrtype") == 0) {
             spec->match_local_destination = 1;
         } else if (strcmp(name, "conntrack") == 0) {
-            spec->match_original_direction = 1;
+            const struct xt_conntrack_mtinfo3 *info = (const struct xt_conntrack_mtinfo3 *)m->data;
+            spec->match_direction = (m->u.match_size >= sizeof(*m) + sizeof(*info) &&
+                                     (info->invert_flags & XT_CONNTRACK_DIRECTION)) ? NGIPTC_CTDIR_REPLY
+                                                                                   : NGIPTC_CTDIR_ORIGINAL;
         } else if (strcmp(name, "tcp") == 0 || strcmp(name, "udp") == 0) {
             // xt_tcp and xt_udp both start with spts[2], dpts[2].
             const struct xt_udp *info = (const struct xt_udp *)m->data;
             spec->has_destination_ports = 1;
             spec->destination_port_first = info->dpts[0];
             spec->destination_port_last = info->dpts[1];
+            uint8_t inverted;
             if (strcmp(name, "tcp") == 0) {
                 const struct xt_tcp *tcp = (const struct xt_tcp *)m->data;
                 if (tcp->flg_mask == NGIPTC_TCP_SYN_MASK && tcp->flg_cmp == NGIPTC_TCP_SYN) spec->tcp_syn_only = 1;
+                inverted = tcp->invflags & XT_TCP_INV_DSTPT;
+            } else {
+                inverted = info->invflags & XT_UDP_INV_DSTPT;
             }
+            // `! --dport P` matches every port but P: say nothing of its ports
+            // rather than the opposite of what it matches (NodeGuard writes none).
+            if (inverted) { spec->has_destination_ports = 0; representable = 0; }
         } else if (strcmp(name, "sctp") == 0) {
             const struct xt_sctp_info *info = (const struct xt_sctp_info *)m->data;
             spec->has_destination_ports = 1;
             spec->destination_port_first = info->dpts[0];
             spec->destination_port_last = info->dpts[1];
+            if (!(info->flags & XT_SCTP_DEST_PORTS) || (info->invflags & XT_SCTP_DEST_PORTS)) {
+                spec->has_destination_ports = 0;
+                representable = 0;
+            }
         } else if (strcmp(name, "comment") == 0) {
             const struct xt_comment_info *info = (const struct xt_comment_info *)m->data;
             memcpy(spec->comment, info->comment, sizeof(spec->comment) - 1);
@@ -324,6 +354,10 @@ void ngiptc_decode_entry(int family, const void *entry, const char *target, ngip
     strncpy(spec->target, target ? target : "", sizeof(spec->target) - 1);
     decode_nat_target(family, (const struct xt_entry_target *)(bytes + *f.target_offset),
                       *f.next_offset - *f.target_offset, out);
+    decode_untracking(target, (const struct xt_entry_target *)(bytes + *f.target_offset),
+                      *f.next_offset - *f.target_offset, out);
+    out->protocol_inverted = family == AF_INET6 ? (((const struct ip6t_entry *)entry)->ipv6.invflags & IP6T_INV_PROTO) != 0
+                                                : (((const struct ipt_entry *)entry)->ip.invflags & IPT_INV_PROTO) != 0;
 
     // Strictness for free: the rule is NodeGuard's shape only if building the
     // decoded spec gives back the same header and matches. Matches are

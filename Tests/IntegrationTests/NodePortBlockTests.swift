@@ -5,8 +5,9 @@ import XCTest
 /// IPv6, without breaking pod traffic or replies to the node's own connections.
 final class NodePortBlockTests: NodeTestCase {
     static let expectedIPv4 = [
-        "-A PREROUTING -m addrtype --dst-type LOCAL -m conntrack --ctdir ORIGINAL -m comment --comment \"NodeGuard: drop blocked NodePorts before DNAT\" -j NODEGUARD",
-        "-A OUTPUT -m addrtype --dst-type LOCAL -m conntrack --ctdir ORIGINAL -m comment --comment \"NodeGuard: drop blocked NodePorts before DNAT\" -j NODEGUARD",
+        "-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"NodeGuard: drop blocked NodePorts before DNAT\" -j NODEGUARD",
+        "-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment \"NodeGuard: drop blocked NodePorts before DNAT\" -j NODEGUARD",
+        "-A NODEGUARD -m conntrack --ctdir REPLY -m comment --comment \"NodeGuard: replies to established connections pass\" -j RETURN",
         "-A NODEGUARD -p tcp -m comment --comment \"NodeGuard: tcp ports\" -j NODEGUARD-TCP",
         "-A NODEGUARD -p udp -m comment --comment \"NodeGuard: udp ports\" -j NODEGUARD-UDP",
         "-A NODEGUARD-TCP -p tcp -m tcp --dport 31002 -m comment --comment \"NodeGuard: block 31002/tcp: SEC-1234 vault UI\" -j DROP",

@@ -69,7 +69,7 @@ final class FightTrackerTests: XCTestCase {
         let hold = RulePlanner.holdPlan(entries, family: .ipv4)
         XCTAssertEqual(hold.table, "raw")
         XCTAssertEqual(hold.hookRule, RulePlanner.rawHookRule)
-        XCTAssertFalse(hold.hookRule.matchOriginalDirection, "conntrack has not run yet in raw")
+        XCTAssertNil(hold.hookRule.direction, "conntrack has not run yet in raw")
         let drops = hold.chains.flatMap(\.rules).filter { $0.target == "DROP" }
         XCTAssertEqual(drops.map(\.iptablesArguments), [
             "-p tcp -m tcp --dport 31002 --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment \"NodeGuard: block 31002/tcp\" -j DROP",

@@ -7,6 +7,9 @@ struct SimulatedPacket {
     var port: UInt16
     /// Source address bytes (4 or 16), or nil for "some source no rule names".
     var source: [UInt8]? = nil
+    /// Its direction in a tracked connection; nil for a packet conntrack does
+    /// not track (raw's CT --notrack, or invalid).
+    var conntrack: ConntrackDirection? = .original
 }
 
 /// What happened to a packet that walked the planned chains.
@@ -26,6 +29,7 @@ enum PlanSimulator {
     static func matches(_ rule: RuleSpec, _ packet: SimulatedPacket) -> Bool {
         if let transport = rule.transport, transport != packet.transport { return false }
         if let ports = rule.destinationPorts, !ports.contains(packet.port) { return false }
+        if let direction = rule.direction, direction != packet.conntrack { return false }
         if let source = rule.source {
             guard let address = packet.source, address.count == source.address.count else { return false }
             if CIDR.masked(address, prefixLength: source.prefixLength) != source.address { return false }
@@ -95,7 +99,7 @@ enum PlanSimulator {
                 problems.append("\(chain.name) is not a NodeGuard chain name")
             }
             for rule in chain.rules {
-                if rule.matchLocalDestination || rule.matchOriginalDirection {
+                if rule.matchLocalDestination || (rule.direction != nil && rule != RulePlanner.replyRule) {
                     problems.append("\(chain.name) has a hook-only match")
                 }
                 if rule.comment.utf8.count > RulePlanner.maximumCommentBytes {
@@ -108,7 +112,7 @@ enum PlanSimulator {
                     if rule.target == RulePlanner.entryChain { problems.append("\(chain.name) jumps back to NODEGUARD") }
                     jumpedTo[rule.target, default: 0] += 1
                 }
-                if rule.target == "RETURN", rule.source == nil { problems.append("RETURN without a source in \(chain.name)") }
+                if rule.target == "RETURN", rule.source == nil, rule != RulePlanner.replyRule { problems.append("RETURN without a source in \(chain.name)") }
                 if let source = rule.source, source.family != plan.family {
                     problems.append("\(source) in the \(plan.family) plan")
                 }
@@ -161,6 +165,7 @@ final class RulePlannerTests: XCTestCase {
         XCTAssertEqual(plan.hookRule, RulePlanner.hookRule)
         XCTAssertEqual(plan.chains.map(\.name), ["NODEGUARD", "NODEGUARD-TCP", "NODEGUARD-UDP"])
         XCTAssertEqual(plan.chains[0].rules, [
+            RulePlanner.replyRule,
             RuleSpec(transport: .tcp, comment: "NodeGuard: tcp ports", target: "NODEGUARD-TCP"),
             RuleSpec(transport: .udp, comment: "NodeGuard: udp ports", target: "NODEGUARD-UDP"),
         ])
@@ -186,6 +191,7 @@ final class RulePlannerTests: XCTestCase {
         // 31900/udp is ipv4 only, so there is no UDP chain at all.
         XCTAssertEqual(plan.chains.map(\.name), ["NODEGUARD", "NODEGUARD-TCP"])
         XCTAssertEqual(plan.chains[0].rules, [
+            RulePlanner.replyRule,
             RuleSpec(transport: .tcp, comment: "NodeGuard: tcp ports", target: "NODEGUARD-TCP"),
         ])
         XCTAssertEqual(plan.chains[1].rules, [
@@ -247,23 +253,23 @@ final class RulePlannerTests: XCTestCase {
     func testEmptyListPlansAnEmptyEntryChain() {
         for family in AddressFamily.allCases {
             let plan = RulePlanner.plan([], family: family)
-            XCTAssertEqual(plan.chains, [ChainPlan(name: "NODEGUARD", rules: [])])
+            XCTAssertEqual(plan.chains, [ChainPlan(name: "NODEGUARD", rules: [RulePlanner.replyRule])])
             XCTAssertEqual(plan.hookRule, RulePlanner.hookRule)
             XCTAssertNil(PlanSimulator.walk(plan, SimulatedPacket(transport: .tcp, port: 80)).verdict)
         }
         // A list whose only entry is for the other family is empty too.
         XCTAssertEqual(RulePlanner.plan([BlockEntry(port: 1, family: .ipv6)], family: .ipv4).chains,
-                       [ChainPlan(name: "NODEGUARD", rules: [])])
+                       [ChainPlan(name: "NODEGUARD", rules: [RulePlanner.replyRule])])
     }
 
     func testProtocolChainsInFixedOrderWhateverTheEntryOrder() {
         let entries = [BlockEntry(port: 9, transport: .sctp), BlockEntry(port: 8, transport: .udp), BlockEntry(port: 7, transport: .tcp)]
         let plan = RulePlanner.plan(entries, family: .ipv4)
         XCTAssertEqual(plan.chains.map(\.name), ["NODEGUARD", "NODEGUARD-TCP", "NODEGUARD-UDP", "NODEGUARD-SCTP"])
-        XCTAssertEqual(plan.chains[0].rules.map(\.target), ["NODEGUARD-TCP", "NODEGUARD-UDP", "NODEGUARD-SCTP"])
-        XCTAssertEqual(plan.chains[0].rules.map(\.transport), [.tcp, .udp, .sctp])
+        XCTAssertEqual(plan.chains[0].rules.map(\.target), ["RETURN", "NODEGUARD-TCP", "NODEGUARD-UDP", "NODEGUARD-SCTP"])
+        XCTAssertEqual(plan.chains[0].rules.map(\.transport), [nil, .tcp, .udp, .sctp])
         XCTAssertEqual(plan.chains[3].rules, [dropRule(9, .sctp)])
-        XCTAssertEqual(plan.chains[0].rules[2].iptablesArguments, #"-p sctp -m comment --comment "NodeGuard: sctp ports" -j NODEGUARD-SCTP"#)
+        XCTAssertEqual(plan.chains[0].rules[3].iptablesArguments, #"-p sctp -m comment --comment "NodeGuard: sctp ports" -j NODEGUARD-SCTP"#)
     }
 
     func testPlanDoesNotDependOnEntryOrder() {
@@ -346,7 +352,7 @@ final class RulePlannerTests: XCTestCase {
         // Every jump target is planned; every chain but NODEGUARD is reachable.
         let names = Set(plan.chains.map(\.name))
         var reachable: Set<String> = []
-        for rule in plan.chains.flatMap(\.rules) where rule.target != "DROP" {
+        for rule in plan.chains.flatMap(\.rules) where rule.target != "DROP" && rule.target != "RETURN" {
             XCTAssertTrue(names.contains(rule.target), rule.target)
             reachable.insert(rule.target)
         }
@@ -543,13 +549,37 @@ final class RulePlannerTests: XCTestCase {
         let hook = RulePlanner.hookRule
         XCTAssertEqual(hook.target, "NODEGUARD")
         XCTAssertTrue(hook.matchLocalDestination)
-        XCTAssertTrue(hook.matchOriginalDirection)
+        // No --ctdir: a packet conntrack does not track has no direction and
+        // would pass a jump that asks for ORIGINAL.
+        XCTAssertNil(hook.direction)
         XCTAssertNil(hook.transport)
         XCTAssertNil(hook.destinationPorts)
         XCTAssertNil(hook.source)
         XCTAssertEqual(hook.iptablesArguments,
-                       #"-m addrtype --dst-type LOCAL -m conntrack --ctdir ORIGINAL -m comment --comment "NodeGuard: drop blocked NodePorts before DNAT" -j NODEGUARD"#)
+                       #"-m addrtype --dst-type LOCAL -m comment --comment "NodeGuard: drop blocked NodePorts before DNAT" -j NODEGUARD"#)
         XCTAssertEqual(TablePlan.hookChains, ["PREROUTING", "OUTPUT"])
+    }
+
+    func testUntrackedPacketsAreDroppedAndRepliesPass() {
+        let plan = RulePlanner.plan([BlockEntry(port: 31002, transport: .tcp)], family: .ipv4)
+        XCTAssertEqual(PlanSimulator.walk(plan, SimulatedPacket(transport: .tcp, port: 31002, conntrack: nil)).verdict, "DROP")
+        XCTAssertEqual(PlanSimulator.walk(plan, SimulatedPacket(transport: .tcp, port: 31002)).verdict, "DROP")
+        let reply = PlanSimulator.walk(plan, SimulatedPacket(transport: .tcp, port: 31002, conntrack: .reply))
+        XCTAssertNil(reply.verdict)
+        XCTAssertTrue(reply.returned)
+    }
+
+    func testRepliesLeaveTheEntryChainFirstAndOnlyInMangle() {
+        let entries = [BlockEntry(port: 31002, transport: .tcp)]
+        for family in AddressFamily.allCases {
+            let plan = RulePlanner.plan(entries, family: family)
+            XCTAssertEqual(plan.chains[0].name, RulePlanner.entryChain)
+            XCTAssertEqual(plan.chains[0].rules.first, RulePlanner.replyRule)
+            XCTAssertEqual(RulePlanner.replyRule.iptablesArguments,
+                           #"-m conntrack --ctdir REPLY -m comment --comment "NodeGuard: replies to established connections pass" -j RETURN"#)
+            let hold = RulePlanner.holdPlan(entries, family: family)
+            XCTAssertFalse(hold.chains[0].rules.contains(RulePlanner.replyRule), "raw runs before conntrack")
+        }
     }
 }
 
@@ -562,7 +592,7 @@ final class RuleSpecTests: XCTestCase {
         XCTAssertEqual(RuleSpec(transport: .sctp, destinationPorts: 0...65535, comment: "", target: "X").iptablesArguments,
                        "-p sctp -m sctp --dport 0:65535 -j X")
         XCTAssertEqual(RuleSpec(source: cidr("10.0.0.0/8"), transport: .tcp, matchLocalDestination: true,
-                                matchOriginalDirection: true, destinationPorts: 1...2, comment: "c d", target: "RETURN").iptablesArguments,
+                                direction: .original, destinationPorts: 1...2, comment: "c d", target: "RETURN").iptablesArguments,
                        #"-s 10.0.0.0/8 -p tcp -m addrtype --dst-type LOCAL -m conntrack --ctdir ORIGINAL -m tcp --dport 1:2 -m comment --comment "c d" -j RETURN"#)
         XCTAssertEqual(RuleSpec(source: cidr("2001:db8::1"), comment: "", target: "RETURN").iptablesArguments,
                        "-s 2001:db8::1/128 -j RETURN")

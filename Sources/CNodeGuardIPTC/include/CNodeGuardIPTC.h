@@ -29,7 +29,7 @@ typedef struct ngiptc_rule_spec {
     uint8_t source_prefix_length;   // 0 means any source
     uint8_t protocol;               // IPPROTO_TCP/UDP/SCTP, 0 means any
     uint8_t match_local_destination;    // -m addrtype --dst-type LOCAL
-    uint8_t match_original_direction;   // -m conntrack --ctdir ORIGINAL
+    uint8_t match_direction;            // -m conntrack --ctdir: NGIPTC_CTDIR_ORIGINAL or _REPLY, 0 for none
     uint8_t has_destination_ports;      // -m tcp|udp|sctp --dport first[:last]
     uint8_t tcp_syn_only;               // with tcp ports: --syn (SYN set; ACK, RST, FIN clear)
     uint16_t destination_port_first;
@@ -37,6 +37,9 @@ typedef struct ngiptc_rule_spec {
     char comment[NGIPTC_COMMENT_SIZE];  // empty means no comment match
     char target[NGIPTC_TARGET_SIZE];    // "DROP", "RETURN", "ACCEPT" or a chain name
 } ngiptc_rule_spec;
+
+#define NGIPTC_CTDIR_ORIGINAL 1
+#define NGIPTC_CTDIR_REPLY 2
 
 /// A rule read from the kernel.
 typedef struct ngiptc_rule_info {
@@ -55,6 +58,11 @@ typedef struct ngiptc_rule_info {
     uint8_t nat_address[16];
     uint16_t nat_port_first;
     uint16_t nat_port_last;
+    /// The protocol match is inverted (`! -p tcp`), read even from foreign rules.
+    uint8_t protocol_inverted;
+    /// A CT target with --notrack, or the old NOTRACK target: the packet is
+    /// exempted from connection tracking.
+    uint8_t untracks;
 } ngiptc_rule_info;
 
 /// Opens `table` for `family`. On failure returns NULL and sets `*error` to errno.

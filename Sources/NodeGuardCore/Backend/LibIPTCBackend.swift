@@ -204,7 +204,11 @@ final class IPTCSnapshot: TableSnapshot {
         }
         spec.protocol = rule.transport?.ipProtocolNumber ?? 0
         spec.match_local_destination = rule.matchLocalDestination ? 1 : 0
-        spec.match_original_direction = rule.matchOriginalDirection ? 1 : 0
+        switch rule.direction {
+        case .original: spec.match_direction = UInt8(NGIPTC_CTDIR_ORIGINAL)
+        case .reply: spec.match_direction = UInt8(NGIPTC_CTDIR_REPLY)
+        case nil: spec.match_direction = 0
+        }
         if let ports = rule.destinationPorts {
             spec.has_destination_ports = 1
             spec.destination_port_first = ports.lowerBound
@@ -233,13 +237,16 @@ final class IPTCSnapshot: TableSnapshot {
                 spec = RuleSpec(
                     source: source, transport: transport,
                     matchLocalDestination: c.match_local_destination != 0,
-                    matchOriginalDirection: c.match_original_direction != 0,
+                    direction: c.match_direction == NGIPTC_CTDIR_REPLY ? .reply
+                        : c.match_direction == NGIPTC_CTDIR_ORIGINAL ? .original : nil,
                     destinationPorts: c.has_destination_ports != 0 ? c.destination_port_first...c.destination_port_last : nil,
                     tcpSynOnly: c.tcp_syn_only != 0, comment: comment, target: target)
             }
         }
         var observed = ObservedRule(spec: spec, target: target, comment: comment, packets: info.packets, bytes: info.bytes)
         observed.protocolNumber = c.protocol
+        observed.protocolInverted = info.protocol_inverted != 0
+        observed.untracks = info.untracks != 0
         if c.has_destination_ports != 0, c.destination_port_first <= c.destination_port_last {
             observed.destinationPorts = c.destination_port_first...c.destination_port_last
         }

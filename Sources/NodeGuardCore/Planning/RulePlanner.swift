@@ -2,8 +2,9 @@
 ///
 /// Layout (what `iptables-legacy -t mangle -S` shows):
 ///
-///     PREROUTING/OUTPUT rule 1: -m addrtype --dst-type LOCAL -m conntrack --ctdir ORIGINAL -j NODEGUARD
-///     NODEGUARD:       -p tcp -j NODEGUARD-TCP        (one rule per protocol in use)
+///     PREROUTING/OUTPUT rule 1: -m addrtype --dst-type LOCAL -j NODEGUARD
+///     NODEGUARD:       -m conntrack --ctdir REPLY -j RETURN   (replies pass; untracked packets do not)
+///                      -p tcp -j NODEGUARD-TCP        (one rule per protocol in use)
 ///     NODEGUARD-TCP:   one rule per blocked port (its own counter), while there are at most 16;
 ///                      beyond that a 16-way dispatch by port range into NODEGUARD-TCP-7,
 ///                      NODEGUARD-TCP-7A, ... (a trie on the port's hex digits).
@@ -22,9 +23,19 @@ public enum RulePlanner {
         name == entryChain || name.hasPrefix(entryChain + "-")
     }
 
+    /// Every packet to the node's own addresses enters NodeGuard's chain; the
+    /// chain's first rule lets replies to connections go (`replyRule`). Only
+    /// packets conntrack tracks have a direction, so asking for ORIGINAL here
+    /// let packets exempted from tracking (`-j CT --notrack` in raw) or
+    /// invalid ones through to a blocked port.
     public static let hookRule = RuleSpec(
-        matchLocalDestination: true, matchOriginalDirection: true,
+        matchLocalDestination: true,
         comment: "NodeGuard: drop blocked NodePorts before DNAT", target: entryChain)
+
+    /// Rule 1 of the entry chain: replies to connections (the node's own
+    /// outgoing ones, from a local port that happens to be blocked) pass.
+    public static let replyRule = RuleSpec(
+        direction: .reply, comment: "NodeGuard: replies to established connections pass", target: "RETURN")
 
     /// The jump in the raw table while NodeGuard holds ports closed during a
     /// fight for mangle's first place. Conntrack runs after raw, so it cannot
@@ -39,6 +50,8 @@ public enum RulePlanner {
         var plan = plan(entries, family: family)
         plan.table = "raw"
         plan.hookRule = rawHookRule
+        // No connection has a direction before conntrack, which runs after raw.
+        plan.chains[0].rules.removeAll { $0 == replyRule }
         for c in plan.chains.indices {
             for r in plan.chains[c].rules.indices where plan.chains[c].rules[r].target == "DROP"
                 && plan.chains[c].rules[r].transport == .tcp {
@@ -60,7 +73,7 @@ public enum RulePlanner {
             chains += rangeChains(name: name, transport: transport, family: family,
                                   start: 0, span: 65536, entries: ports)
         }
-        return TablePlan(family: family, chains: [ChainPlan(name: entryChain, rules: entryRules)] + chains,
+        return TablePlan(family: family, chains: [ChainPlan(name: entryChain, rules: [replyRule] + entryRules)] + chains,
                          hookRule: hookRule)
     }
 

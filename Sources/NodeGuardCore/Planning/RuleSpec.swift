@@ -1,10 +1,16 @@
+/// Which way a packet travels in its connection (`-m conntrack --ctdir`).
+/// A packet conntrack does not track (untracked, invalid) matches neither.
+public enum ConntrackDirection: String, Sendable, Hashable {
+    case original = "ORIGINAL", reply = "REPLY"
+}
+
 /// One rule as NodeGuard writes it, in the shape the C shim can build and
 /// decode. Two rules are the same rule exactly when their specs are equal.
 public struct RuleSpec: Sendable, Hashable {
     public var source: CIDR?
     public var transport: TransportProtocol?
     public var matchLocalDestination = false
-    public var matchOriginalDirection = false
+    public var direction: ConntrackDirection?
     public var destinationPorts: ClosedRange<UInt16>?
     /// TCP only, with ports: match connection-opening SYNs only (`--syn`).
     public var tcpSynOnly = false
@@ -12,12 +18,12 @@ public struct RuleSpec: Sendable, Hashable {
     public var target: String
 
     public init(source: CIDR? = nil, transport: TransportProtocol? = nil,
-                matchLocalDestination: Bool = false, matchOriginalDirection: Bool = false,
+                matchLocalDestination: Bool = false, direction: ConntrackDirection? = nil,
                 destinationPorts: ClosedRange<UInt16>? = nil, tcpSynOnly: Bool = false, comment: String, target: String) {
         self.source = source
         self.transport = transport
         self.matchLocalDestination = matchLocalDestination
-        self.matchOriginalDirection = matchOriginalDirection
+        self.direction = direction
         self.destinationPorts = destinationPorts
         self.tcpSynOnly = tcpSynOnly
         self.comment = comment
@@ -32,7 +38,7 @@ public struct RuleSpec: Sendable, Hashable {
         if let source { parts.append("-s \(source)") }
         if let transport { parts.append("-p \(transport.rawValue)") }
         if matchLocalDestination { parts.append("-m addrtype --dst-type LOCAL") }
-        if matchOriginalDirection { parts.append("-m conntrack --ctdir ORIGINAL") }
+        if let direction { parts.append("-m conntrack --ctdir \(direction.rawValue)") }
         if let ports = destinationPorts, let transport {
             let range = ports.lowerBound == ports.upperBound ? "\(ports.lowerBound)" : "\(ports.lowerBound):\(ports.upperBound)"
             parts.append("-m \(transport.rawValue) --dport \(range)" + (tcpSynOnly ? " --tcp-flags FIN,SYN,RST,ACK SYN" : ""))
@@ -75,6 +81,10 @@ public struct ObservedRule: Sendable, Hashable, CustomStringConvertible {
     /// For a DNAT rule: where it sends packets ("10.244.1.5:8200",
     /// "[fd00::5]:8200", or an address alone).
     public var natDestination: String?
+    /// `! -p PROTO`: the protocol match is inverted.
+    public var protocolInverted = false
+    /// CT --notrack or NOTRACK: the packet leaves connection tracking.
+    public var untracks = false
 
     public init(spec: RuleSpec?, target: String, comment: String, packets: UInt64 = 0, bytes: UInt64 = 0) {
         self.spec = spec
@@ -86,6 +96,25 @@ public struct ObservedRule: Sendable, Hashable, CustomStringConvertible {
 
     public init(_ spec: RuleSpec) {
         self.init(spec: spec, target: spec.target, comment: spec.comment)
+    }
+
+    /// Whether the rule may match a packet to `key`, judged by what the
+    /// decoder reads of any rule: its protocol and tcp/udp/sctp destination
+    /// ports. Matches it cannot read (multiport, string, u32, ...) count as
+    /// "may": the answer errs towards yes.
+    public func mayMatch(_ key: PortKey) -> Bool {
+        let number = key.transport.ipProtocolNumber
+        let protocolMatches: Bool
+        if protocolNumber == 0 {
+            protocolMatches = true
+        } else if protocolInverted {
+            protocolMatches = protocolNumber != number
+        } else {
+            protocolMatches = protocolNumber == number
+        }
+        guard protocolMatches else { return false }
+        guard let ports = destinationPorts, !protocolInverted else { return true }
+        return ports.contains(key.port)
     }
 
     /// What a log line shows of the rule.

@@ -528,6 +528,10 @@ public final class NodeGuardEngine {
             fields["nodeguard"] = .object(["blocked": .bool(false)])
         }
         fields["defeats"] = .array(defeats.map { .string($0) })
+        // Not a defeat: NodeGuard drops untracked packets too. Named so the
+        // operator knows why kube-proxy's DNAT does not apply to them.
+        fields["untracked"] = .array((UntrackingRules.find(for: [key], backend: reconciler.backend,
+                                                           families: reconciler.families)[key] ?? []).map { .string($0) })
         let blocked = entry != nil
         let closed = blocked && report.ebpf != "cilium-kube-proxy-replacement" && health.healthy
         fields["verdict"] = .string(!blocked ? "open: NodeGuard does not block \(key)"
@@ -538,9 +542,12 @@ public final class NodeGuardEngine {
 
     func entryReports(counters: [PortKey: DropCounters], nodePorts: DataplaneReport) -> [JSONValue] {
         let services = Dictionary(grouping: nodePorts.nodePorts, by: \.key).mapValues { Array(Set($0.map(\.service))).sorted() }
+        let untracked = UntrackingRules.find(for: effectiveEntries.map(\.entry.key), backend: reconciler.backend,
+                                             families: reconciler.families)
         return effectiveEntries.map { entry, source in
             guard case .object(var fields) = DenyListCodec.encodeEntry(entry) else { return .null }
             fields["source"] = .string(source.rawValue)
+            if let rules = untracked[entry.key] { fields["untracked"] = .array(rules.map { .string($0) }) }
             if let names = services[entry.key] {
                 fields["services"] = .array(names.map { .string($0) })
             } else if nodePorts.problems.isEmpty {

@@ -170,14 +170,20 @@ final class TestNode {
     }
 
     private func startPodServers() throws {
+        try startServers(in: pod, name: "pod", ports: ["tcp:8200", "tcp:8300", "tcp:31002", "udp:5300"])
+    }
+
+    /// Starts servers.py in `namespace` on `ports` ("tcp:P", "udp:P"), each
+    /// answering with "NAME:PORT"; they stop with the node.
+    func startServers(in namespace: String, name: String, ports: [String]) throws {
         let out = try makePipe()
         defer { close(out.read) }
         // Their errors go to a file the notes below can show.
         let errors = open(serversLogPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         defer { if errors >= 0 { close(errors) } }
-        let process = try ChildProcess(["ip", "netns", "exec", pod, "python3",
+        let process = try ChildProcess(["ip", "netns", "exec", namespace, "python3",
                                         TestPaths.fixtures.appendingPathComponent("servers.py").path,
-                                        "pod", "tcp:8200", "tcp:8300", "tcp:31002", "udp:5300"], stdout: out.write,
+                                        name] + ports, stdout: out.write,
                                        stderr: errors >= 0 ? errors : nil)
         close(out.write)
         processes.append(process)
@@ -185,7 +191,7 @@ final class TestNode {
         var buffer = [UInt8](repeating: 0, count: 64)
         let n = poll(&ready, 1, 10_000) > 0 ? read(out.read, &buffer, buffer.count) : 0
         guard n > 0, String(decoding: buffer[0..<n], as: UTF8.self).contains("ready") else {
-            throw TestNodeError("the pod's servers did not start")
+            throw TestNodeError("the \(name) servers did not start")
         }
     }
 
