@@ -9,4 +9,13 @@
 /// to `target` ("DROP", a chain name, "DNAT", ...) into `out`.
 void ngiptc_decode_entry(int family, const void *entry, const char *target, ngiptc_rule_info *out);
 
+/// The multiply-xorshift step every digest here is built from.
+uint64_t ngiptc_mix(uint64_t hash, uint64_t word);
+
+/// Mixes one entry into `hash`: counters and comefrom (the kernel's
+/// reachability bookkeeping) zeroed, and a jump by its target chain's name
+/// (`target`) rather than its byte offset, which moves whenever a rule is
+/// added earlier in the table. Equal for the same rule wherever it stands.
+uint64_t ngiptc_entry_identity(int family, const void *entry, const char *target, uint64_t hash);
+
 #endif

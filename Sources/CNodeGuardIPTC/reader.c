@@ -63,14 +63,6 @@ int ngiptc_reader_info(ngiptc_reader *reader, const char *table, ngiptc_table_in
     return 0;
 }
 
-// 64-bit multiply-xorshift over whole words: fast, and any changed byte
-// changes the result with overwhelming likelihood (this detects edits, it
-// does not resist an attacker, who would need root anyway).
-static uint64_t mix(uint64_t hash, uint64_t word) {
-    hash ^= word;
-    hash *= 0x9E3779B97F4A7C15ULL;
-    return hash ^ (hash >> 29);
-}
 
 // Reads the whole table into reader->buffer (the GET_ENTRIES header, then
 // the entries). The buffer is zeroed first: the kernel copies match and
@@ -154,9 +146,9 @@ int ngiptc_reader_digest(ngiptc_reader *reader, const char *table, ngiptc_table_
     for (size_t i = 0; i < words; i++) {
         uint64_t word;
         memcpy(&word, entries + i * 8, 8);
-        hash = mix(hash, word);
+        hash = ngiptc_mix(hash, word);
     }
-    for (size_t i = words * 8; i < info->size; i++) hash = mix(hash, entries[i]);
+    for (size_t i = words * 8; i < info->size; i++) hash = ngiptc_mix(hash, entries[i]);
     *digest = hash;
     free(take_buffer(reader));
     return 0;
@@ -360,42 +352,7 @@ static int is_owned_chain(const char *name, const char *prefix, size_t prefix_le
     return strncmp(name, prefix, prefix_length) == 0 && (name[prefix_length] == '\0' || name[prefix_length] == '-');
 }
 
-// Mixes one entry in: counters and comefrom (the kernel's reachability
-// bookkeeping) zeroed, and a jump by the target chain's name instead of its
-// byte offset, which moves whenever another program's rule is added earlier
-// in the table.
-static uint64_t mix_entry(uint64_t hash, const ngiptc_blob *blob, uint32_t index, unsigned char *scratch) {
-    const unsigned char *e = blob->entries + blob->offsets[index];
-    uint16_t size = next_offset_of(blob->family, e);
-    memcpy(scratch, e, size);
-    if (blob->family == AF_INET6) {
-        struct ip6t_entry *entry = (struct ip6t_entry *)scratch;
-        entry->comefrom = 0;
-        memset(&entry->counters, 0, sizeof(entry->counters));
-    } else {
-        struct ipt_entry *entry = (struct ipt_entry *)scratch;
-        entry->comefrom = 0;
-        memset(&entry->counters, 0, sizeof(entry->counters));
-    }
-    struct xt_entry_target *t = (struct xt_entry_target *)(scratch + target_offset_of(blob->family, e));
-    if (t->u.user.name[0] == '\0' && t->u.target_size >= sizeof(struct xt_standard_target) &&
-        ((struct xt_standard_target *)t)->verdict >= 0) {
-        for (const char *c = target_name(blob, index); *c; c++) hash = mix(hash, (unsigned char)*c);
-        ((struct xt_standard_target *)t)->verdict = 0;
-    }
-    size_t words = size / 8;
-    for (size_t i = 0; i < words; i++) {
-        uint64_t word;
-        memcpy(&word, scratch + i * 8, 8);
-        hash = mix(hash, word);
-    }
-    for (size_t i = words * 8; i < size; i++) hash = mix(hash, scratch[i]);
-    return hash;
-}
-
 uint64_t ngiptc_snapshot_owned_digest(const ngiptc_blob *blob, const char *prefix, uint32_t hooks) {
-    // Entries are at most 65535 bytes long (next_offset is 16 bits).
-    static _Thread_local unsigned char scratch[65536];
     size_t prefix_length = strlen(prefix);
     uint64_t hash = 0xCBF29CE484222325ULL;
     for (uint32_t c = 0; c < blob->chain_count; c++) {
@@ -408,18 +365,20 @@ uint64_t ngiptc_snapshot_owned_digest(const ngiptc_blob *blob, const char *prefi
             if (!(hooks & (1u << hook))) continue;
             // The hook chain up to and including NodeGuard's first jump: what
             // stands above the jump decides whether it runs.
-            hash = mix(hash, 0x100u + (uint64_t)hook);
+            hash = ngiptc_mix(hash, 0x100u + (uint64_t)hook);
             uint32_t i = chain->first;
             for (; i < chain->end; i++) {
-                hash = mix_entry(hash, blob, i, scratch);
+                hash = ngiptc_entry_identity(blob->family, blob->entries + blob->offsets[i], target_name(blob, i), hash);
                 if (is_owned_chain(target_name(blob, i), prefix, prefix_length)) break;
             }
             // No jump at all: only that, not every other rule, is what counts.
-            if (i == chain->end) hash = mix(hash, 0xDEADu);
+            if (i == chain->end) hash = ngiptc_mix(hash, 0xDEADu);
         } else if (is_owned_chain(chain->name, prefix, prefix_length)) {
-            for (const char *n = chain->name; *n; n++) hash = mix(hash, (unsigned char)*n);
-            hash = mix(hash, chain->end - chain->first);
-            for (uint32_t i = chain->first; i < chain->end; i++) hash = mix_entry(hash, blob, i, scratch);
+            for (const char *n = chain->name; *n; n++) hash = ngiptc_mix(hash, (unsigned char)*n);
+            hash = ngiptc_mix(hash, chain->end - chain->first);
+            for (uint32_t i = chain->first; i < chain->end; i++) {
+                hash = ngiptc_entry_identity(blob->family, blob->entries + blob->offsets[i], target_name(blob, i), hash);
+            }
         }
     }
     return hash;

@@ -53,6 +53,7 @@ typedef struct {
     uint16_t *target_offset;
     uint16_t *next_offset;
     struct xt_counters *counters;
+    unsigned int *comefrom;
 } entry_fields;
 
 static entry_fields fields_of(int family, void *entry) {
@@ -62,11 +63,13 @@ static entry_fields fields_of(int family, void *entry) {
         f.target_offset = &e->target_offset;
         f.next_offset = &e->next_offset;
         f.counters = &e->counters;
+        f.comefrom = &e->comefrom;
     } else {
         struct ipt_entry *e = entry;
         f.target_offset = &e->target_offset;
         f.next_offset = &e->next_offset;
         f.counters = &e->counters;
+        f.comefrom = &e->comefrom;
     }
     return f;
 }
@@ -264,6 +267,40 @@ static void decode_nat_target(int family, const struct xt_entry_target *t, size_
     }
 }
 
+// 64-bit multiply-xorshift over whole words: fast, and any changed byte
+// changes the result with overwhelming likelihood (this detects edits, it
+// does not resist an attacker, who would need root anyway).
+uint64_t ngiptc_mix(uint64_t hash, uint64_t word) {
+    hash ^= word;
+    hash *= 0x9E3779B97F4A7C15ULL;
+    return hash ^ (hash >> 29);
+}
+
+uint64_t ngiptc_entry_identity(int family, const void *entry, const char *target, uint64_t hash) {
+    // Entries are at most 65535 bytes long (next_offset is 16 bits).
+    static _Thread_local unsigned char scratch[65536] __attribute__((aligned(8)));
+    entry_fields f = fields_of(family, (void *)entry);
+    uint16_t size = *f.next_offset;
+    memcpy(scratch, entry, size);
+    entry_fields g = fields_of(family, scratch);
+    memset(g.counters, 0, sizeof(*g.counters));
+    *g.comefrom = 0;
+    struct xt_entry_target *t = (struct xt_entry_target *)(scratch + *g.target_offset);
+    if (*g.target_offset + sizeof(struct xt_standard_target) <= size && t->u.user.name[0] == '\0' &&
+        t->u.target_size >= sizeof(struct xt_standard_target) && ((struct xt_standard_target *)t)->verdict >= 0) {
+        for (const char *c = target ? target : ""; *c; c++) hash = ngiptc_mix(hash, (unsigned char)*c);
+        ((struct xt_standard_target *)t)->verdict = 0;
+    }
+    size_t words = size / 8;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t word;
+        memcpy(&word, scratch + i * 8, 8);
+        hash = ngiptc_mix(hash, word);
+    }
+    for (size_t i = words * 8; i < size; i++) hash = ngiptc_mix(hash, scratch[i]);
+    return hash;
+}
+
 // CT --notrack (every revision starts with its u16 flags) and the old NOTRACK
 // target exempt a packet from connection tracking.
 static void decode_untracking(const char *target, const struct xt_entry_target *t, size_t room,
@@ -354,6 +391,7 @@ void ngiptc_decode_entry(int family, const void *entry, const char *target, ngip
     strncpy(spec->target, target ? target : "", sizeof(spec->target) - 1);
     decode_nat_target(family, (const struct xt_entry_target *)(bytes + *f.target_offset),
                       *f.next_offset - *f.target_offset, out);
+    out->identity = ngiptc_entry_identity(family, entry, target, 0xCBF29CE484222325ULL);
     decode_untracking(target, (const struct xt_entry_target *)(bytes + *f.target_offset),
                       *f.next_offset - *f.target_offset, out);
     out->protocol_inverted = family == AF_INET6 ? (((const struct ip6t_entry *)entry)->ipv6.invflags & IP6T_INV_PROTO) != 0

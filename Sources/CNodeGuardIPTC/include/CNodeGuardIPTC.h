@@ -63,6 +63,9 @@ typedef struct ngiptc_rule_info {
     /// A CT target with --notrack, or the old NOTRACK target: the packet is
     /// exempted from connection tracking.
     uint8_t untracks;
+    /// The rule's bytes, counters zeroed and jumps by name, hashed: the same
+    /// rule has the same identity wherever it stands and whenever it is read.
+    uint64_t identity;
 } ngiptc_rule_info;
 
 /// Opens `table` for `family`. On failure returns NULL and sets `*error` to errno.

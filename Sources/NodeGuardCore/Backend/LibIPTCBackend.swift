@@ -247,6 +247,7 @@ final class IPTCSnapshot: TableSnapshot {
         observed.protocolNumber = c.protocol
         observed.protocolInverted = info.protocol_inverted != 0
         observed.untracks = info.untracks != 0
+        observed.identity = info.identity
         if c.has_destination_ports != 0, c.destination_port_first <= c.destination_port_last {
             observed.destinationPorts = c.destination_port_first...c.destination_port_last
         }

@@ -188,3 +188,14 @@ public struct DenyList: Sendable, Hashable {
 
     public init(entries: [BlockEntry] = []) { self.entries = entries }
 }
+
+extension BlockEntry {
+    /// The families this entry covers in which an `allowFrom` of prefix
+    /// length 0 (0.0.0.0/0, ::/0) lets every client through: there it blocks
+    /// nothing, whatever `explain`'s other checks say.
+    public var familiesAllowedEntirely: [AddressFamily] {
+        AddressFamily.allCases.filter { family in
+            self.family.includes(family) && allowFrom.contains { $0.family == family && $0.prefixLength == 0 }
+        }
+    }
+}

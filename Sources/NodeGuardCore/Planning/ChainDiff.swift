@@ -54,12 +54,16 @@ public enum ChainDiff {
     }
 
     /// Edits for a built-in hook chain that NodeGuard shares with others: its
-    /// jump must be rule 1 and appear once; foreign rules are never touched.
-    /// With `mustBeFirst` false (backing off from a fight) the jump may stay
-    /// where it is; a missing one is appended, below the other agent's rules.
-    public static func hookEdits(actual: [ObservedRule], hookRule: RuleSpec, mustBeFirst: Bool = true) -> [ChainEdit] {
+    /// jump must appear once, above every rule that `mayLetThrough` says could
+    /// let a blocked packet leave the chain first (by default any rule: rule 1);
+    /// foreign rules are never touched. With `mustBeFirst` false (backing off
+    /// from a fight) the jump may stay where it is; a missing one is appended,
+    /// below the other agent's rules.
+    public static func hookEdits(actual: [ObservedRule], hookRule: RuleSpec, mustBeFirst: Bool = true,
+                                 mayLetThrough: (ObservedRule) -> Bool = { _ in true }) -> [ChainEdit] {
         let mine = actual.indices.filter { RulePlanner.isNodeGuardChain(actual[$0].target) }
-        if let first = mine.first, first == 0 || !mustBeFirst, actual[first].spec == hookRule {
+        if let first = mine.first, actual[first].spec == hookRule,
+           !mustBeFirst || !actual[0..<first].contains(where: mayLetThrough) {
             return mine.dropFirst().reversed().map { .delete(index: $0) }   // only stray duplicates
         }
         let position = mustBeFirst ? 0 : (mine.first ?? actual.count)

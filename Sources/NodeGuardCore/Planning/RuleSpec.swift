@@ -85,6 +85,10 @@ public struct ObservedRule: Sendable, Hashable, CustomStringConvertible {
     public var protocolInverted = false
     /// CT --notrack or NOTRACK: the packet leaves connection tracking.
     public var untracks = false
+    /// The same rule has the same identity wherever it stands in its chain
+    /// (its bytes, counters zeroed, jumps by name): what tells one foreign
+    /// rule from another that merely looks alike in `description`.
+    public var identity: UInt64 = 0
 
     public init(spec: RuleSpec?, target: String, comment: String, packets: UInt64 = 0, bytes: UInt64 = 0) {
         self.spec = spec

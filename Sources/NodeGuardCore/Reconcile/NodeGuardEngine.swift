@@ -54,6 +54,7 @@ public final class NodeGuardEngine {
     private var watch = ChangeWatch()
     private var lastFullRead: ContinuousClock.Instant?
     private var fights = FightTracker()
+    private var culprits = CulpritNames()
     private let dataplaneCache = DataplaneCache()
     private var loggedDataplane: String?
     private(set) var lastError: String?
@@ -120,18 +121,21 @@ public final class NodeGuardEngine {
     private func report(_ event: FightTracker.Event) {
         switch event {
         case .started(let fight):
+            let site = fight.displacement.site
+            let hold = site.table == "mangle" ? " and holds the blocked ports closed from the raw table" : ""
             logger.warning("""
-                fight: '\(fight.displacement.culprit)' was put above NodeGuard's jump in \(fight.displacement.family.rawValue) \
-                mangle \(fight.displacement.chain) \(fight.displacements) times; NodeGuard stops moving its jump back \
-                (next try in \(fight.backoff)) and holds the blocked ports closed from the raw table. \(Self.fightAdvice)
+                fight: '\(fight.displacement.culprit)' was put above NodeGuard's jump in \(site) \
+                \(fight.displacements) times; NodeGuard stops moving its jump back there \
+                (next try in \(fight.backoff))\(hold). \(Self.fightAdvice)
                 """, metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
             record("fight-start", from: .daemon, details: fightDetails(fight))
         case .continued(let fight):
-            logger.warning("fight: '\(fight.displacement.culprit)' pushed NodeGuard's jump down again; next try in \(fight.backoff)",
+            logger.warning("fight: '\(fight.displacement.culprit)' pushed NodeGuard's jump down again in \(fight.displacement.site); next try in \(fight.backoff)",
                            metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
             record("fight-continued", from: .daemon, details: fightDetails(fight))
         case .ended(let fight):
-            logger.info("fight over: NodeGuard's jump stayed first for \(fight.backoff); lifting the raw-table hold",
+            let lift = fight.displacement.site.table == "mangle" && !fights.holding ? "; lifting the raw-table hold" : ""
+            logger.info("fight over in \(fight.displacement.site): NodeGuard's jump stayed first for \(fight.backoff)\(lift)",
                         metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
             record("fight-end", from: .daemon, details: fightDetails(fight))
         }
@@ -144,8 +148,9 @@ public final class NodeGuardEngine {
 
     private func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] {
         return [
-            "culprit": .string(fight.displacement.culprit), "family": .string(fight.displacement.family.rawValue),
-            "chain": .string(fight.displacement.chain), "displacements": .integer(fight.displacements),
+            "culprit": .string(fight.displacement.culprit), "family": .string(fight.displacement.site.family.rawValue),
+            "table": .string(fight.displacement.site.table),
+            "chain": .string(fight.displacement.site.chain), "displacements": .integer(fight.displacements),
             "since": .string(iso8601(fight.since)), "backoffSeconds": .integer(Int(fight.backoff.components.seconds)),
         ]
     }
@@ -188,7 +193,7 @@ public final class NodeGuardEngine {
     @discardableResult
     private func applyEffective(at now: ContinuousClock.Instant = .now,
                                 checkFirst: Bool = false) throws(NodeGuardError) -> [TableChange] {
-        try reconciler.apply(effectiveEntries.map(\.entry), hookMustBeFirst: fights.hookMustBeFirst(at: now),
+        try reconciler.apply(effectiveEntries.map(\.entry), yielding: fights.yielding(at: now),
                              holdInRaw: fights.holding, checkFirst: checkFirst)
     }
 
@@ -199,19 +204,15 @@ public final class NodeGuardEngine {
         defer { if lastError == nil { rememberTables() } }
         let clock = ContinuousClock()
         let start = clock.now
-        if let event = fights.tick(at: start) { report(event) }
-        let mustBeFirst = fights.hookMustBeFirst(at: start)
+        for event in fights.tick(at: start) { report(event) }
+        let yielded = fights.yielding(at: start)
         do {
             var changes = try applyEffective(at: start, checkFirst: checkFirst)
-            let displaced = changes.compactMap { change -> FightTracker.Displacement? in
-                guard change.table == "mangle", let culprit = change.foreignAbove.first else { return nil }
-                return FightTracker.Displacement(culprit: culprit, family: change.family, chain: change.chain)
-            }
-            if let event = fights.observe(displaced, at: start, hookWasFirst: mustBeFirst) {
-                report(event)
-                // Hold the ports closed from raw now, before the other agent moves again.
-                if case .started = event { changes += try applyEffective() }
-            }
+            let wasHolding = fights.holding
+            for event in fights.observe(culprits.displacements(in: changes), at: start, yielded: yielded) { report(event) }
+            // A fight over mangle began: hold the ports closed from raw now,
+            // before the other agent moves again.
+            if fights.holding && !wasHolding { changes += try applyEffective() }
             lastVerifyDuration = clock.now - start
             lastVerify = Date()
             if lastError != nil { logger.info("the tables are healthy again") }
@@ -386,14 +387,18 @@ public final class NodeGuardEngine {
     /// Reads the tables once for counters and hook positions.
     /// One read of both tables, and the health it implies: status and metrics
     /// must agree on what "healthy" means.
-    func tableHealth() -> (inspections: [TableInspection], hooksFirst: Bool, readError: String?, healthy: Bool) {
+    func tableHealth() -> (inspections: [TableInspection], hooksFirst: Bool, hooksEffective: Bool,
+                           readError: String?, healthy: Bool) {
         var inspections: [TableInspection] = []
         var readError: String?
-        do { inspections = try reconciler.inspect() } catch { readError = error.message }
-        let hooksFirst = inspections.count == reconciler.families.count
-            && inspections.allSatisfy { $0.hookFirst.values.allSatisfy { $0 } }
+        do { inspections = try reconciler.inspect(effectiveEntries.map(\.entry)) } catch { readError = error.message }
+        let complete = inspections.count == reconciler.families.count
+        let hooksFirst = complete && inspections.allSatisfy { $0.hookFirst.values.allSatisfy { $0 } }
+        // Rules that cannot let a blocked packet through may stand above the jump.
+        let hooksEffective = complete && inspections.allSatisfy { $0.hookEffective.values.allSatisfy { $0 } }
         // A fight needs a person even while the raw hold keeps the ports closed.
-        return (inspections, hooksFirst, readError, lastError == nil && readError == nil && hooksFirst && !fights.holding)
+        let healthy = lastError == nil && readError == nil && hooksEffective && fights.fights.isEmpty
+        return (inspections, hooksFirst, hooksEffective, readError, healthy)
     }
 
     func metrics() -> MetricsSnapshot {
@@ -430,8 +435,9 @@ public final class NodeGuardEngine {
             line += "; last verify \(clock) UTC"
         }
         line += "; \(repairCount) repair\(repairCount == 1 ? "" : "s")"
-        if let fight = fights.fight {
-            line = "FIGHT with '\(fight.displacement.culprit)' for mangle \(fight.displacement.chain), holding from raw; " + line
+        for fight in fights.ordered.reversed() {
+            let hold = fight.displacement.site.table == "mangle" ? ", holding from raw" : ""
+            line = "FIGHT with '\(fight.displacement.culprit)' in \(fight.displacement.site)\(hold); " + line
         }
         if let lastError { line = "FAILING: \(lastError); " + line }
         return line
@@ -503,12 +509,16 @@ public final class NodeGuardEngine {
             for inspection in health.inspections where blockEntry.family.includes(inspection.family) {
                 let counter = inspection.dropCounters[key] ?? DropCounters()
                 drops[inspection.family.rawValue] = .object(["packets": .integer(counter.packets), "bytes": .integer(counter.bytes)])
-                for (hook, first) in inspection.hookFirst.sorted(by: { $0.key < $1.key }) where !first {
-                    defeats.append("NodeGuard's jump is not rule 1 of \(inspection.family.rawValue) mangle \(hook): a rule above it may accept the packet first")
+                for (hook, effective) in inspection.hookEffective.sorted(by: { $0.key < $1.key }) where !effective {
+                    defeats.append("NodeGuard's jump in \(inspection.family.rawValue) mangle \(hook) is missing or below a rule that may accept the packet first")
                 }
             }
-            if let fight = fights.fight {
-                defeats.append("a fight with '\(fight.displacement.culprit)' for mangle \(fight.displacement.chain): new connections are held closed from the raw table")
+            for fight in fights.ordered {
+                let hold = fight.displacement.site.table == "mangle" ? ": new connections are held closed from the raw table" : ""
+                defeats.append("a fight with '\(fight.displacement.culprit)' in \(fight.displacement.site)\(hold)")
+            }
+            for family in blockEntry.familiesAllowedEntirely where reconciler.families.contains(family) {
+                defeats.append("allowFrom \(family == .ipv4 ? "0.0.0.0/0" : "::/0") lets every \(family.rawValue) client through: the entry blocks nothing in \(family.rawValue)")
             }
             let families = AddressFamily.allCases.filter { blockEntry.family.includes($0) && reconciler.families.contains($0) }
             let unblockedFamilies = Set(report.nodePorts.filter { $0.key == key }.map(\.family)).subtracting(families)
@@ -534,7 +544,15 @@ public final class NodeGuardEngine {
                                                            families: reconciler.families)[key] ?? []).map { .string($0) })
         let blocked = entry != nil
         let closed = blocked && report.ebpf != "cilium-kube-proxy-replacement" && health.healthy
+        // allowFrom 0.0.0.0/0 and ::/0: blocked in name only.
+        let allowedEverywhere = entry.map { blockEntry, _ in
+            AddressFamily.allCases.filter { blockEntry.family.includes($0) && reconciler.families.contains($0) }
+                .allSatisfy(blockEntry.familiesAllowedEntirely.contains)
+        } ?? false
+        let partlyAllowed = entry.map { !$0.entry.familiesAllowedEntirely.isEmpty } ?? false
         fields["verdict"] = .string(!blocked ? "open: NodeGuard does not block \(key)"
+                                    : allowedEverywhere ? "open: allowFrom lets every client through, so the entry for \(key) blocks nothing"
+                                    : partlyAllowed ? "at risk: see defeats"
                                     : closed ? "closed: NodeGuard drops \(key) before any DNAT"
                                     : "at risk: see defeats")
         return .object(fields)
@@ -585,6 +603,7 @@ public final class NodeGuardEngine {
             "dataplane": dataplaneJSON(report),
             "hooks": .object(hooks),
             "hooksFirst": .bool(health.hooksFirst),
+            "hooksEffective": .bool(health.hooksEffective),
             "repairs": .integer(repairCount),
             "fullReads": .integer(fullReadCount),
             "deepCheckIntervalMs": .integer(Self.milliseconds(deepCheckInterval)),
@@ -600,14 +619,17 @@ public final class NodeGuardEngine {
                                                         + lastVerifyDuration.components.attoseconds / 1_000_000_000_000)
         }
         if let error = lastError ?? health.readError { fields["lastError"] = .string(error) }
-        if let fight = fights.fight {
+        let fightReports: [JSONValue] = fights.ordered.map { fight in
             var details = fightDetails(fight)
             let wait = fight.retakeAt - ContinuousClock.now
             details["retakeInSeconds"] = .integer(max(0, Int(wait.components.seconds)))
-            details["holding"] = .string("raw")
+            if fight.displacement.site.table == "mangle" { details["holding"] = .string("raw") }
             details["advice"] = .string(Self.fightAdvice)
-            fields["fight"] = .object(details)
+            return .object(details)
         }
+        // "fight" is the first (mangle first); "fights" all, one per disputed site.
+        if let first = fightReports.first { fields["fight"] = first }
+        if !fightReports.isEmpty { fields["fights"] = .array(fightReports) }
         return .object(fields)
     }
 }

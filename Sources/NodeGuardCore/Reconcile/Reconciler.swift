@@ -31,15 +31,15 @@ public final class Reconciler {
     }
 
     /// Makes the kernel match `entries`; returns what it had to change.
-    /// `hookMustBeFirst` false lets NodeGuard's jump stay below other rules
-    /// (backing off from a fight); `holdInRaw` keeps a copy of the drops in
-    /// the raw table, which runs before mangle, and false removes it.
+    /// At the hook sites in `yielding` NodeGuard's jump may stay below other
+    /// rules (backing off from a fight); `holdInRaw` keeps a copy of the drops
+    /// in the raw table, which runs before mangle, and false removes it.
     /// With `checkFirst`, each table is compared with its plan on a lock-free
     /// read-only snapshot first, and opened through libiptc (under the xtables
     /// lock, with its copy of every rule) only if something must change: for
     /// the periodic full read, which nearly always finds nothing to do.
     @discardableResult
-    public func apply(_ entries: [BlockEntry], hookMustBeFirst: Bool = true, holdInRaw: Bool = false,
+    public func apply(_ entries: [BlockEntry], yielding: Set<HookSite> = [], holdInRaw: Bool = false,
                       checkFirst: Bool = false) throws(NodeGuardError) -> [TableChange] {
         if planned?.entries != entries {
             planned = (entries, Dictionary(uniqueKeysWithValues: families.map { ($0, RulePlanner.plan(entries, family: $0)) }))
@@ -49,16 +49,22 @@ public final class Reconciler {
         for family in families {
             guard let plan = planned?.plans[family] else { continue }
             let (found, committed) = try reconcile("mangle", family, checkFirst: checkFirst) { table throws(NodeGuardError) in
-                try TableReconciler.reconcile(table, to: plan, hookMustBeFirst: hookMustBeFirst)
+                try TableReconciler.reconcile(table, to: plan, yielding: Self.chains(yielding, "mangle", family))
             }
             if committed { commitCount += 1 }
             changes += found
         }
-        changes += try holdInRaw ? applyHold(entries, checkFirst: checkFirst) : liftHold()
+        changes += try holdInRaw ? applyHold(entries, yielding: yielding, checkFirst: checkFirst) : liftHold()
         return changes
     }
 
-    private func applyHold(_ entries: [BlockEntry], checkFirst: Bool) throws(NodeGuardError) -> [TableChange] {
+    /// The hook chains of `table` and `family` among `sites`.
+    static func chains(_ sites: Set<HookSite>, _ table: String, _ family: AddressFamily) -> Set<String> {
+        Set(sites.filter { $0.table == table && $0.family == family }.map(\.chain))
+    }
+
+    private func applyHold(_ entries: [BlockEntry], yielding: Set<HookSite>,
+                           checkFirst: Bool) throws(NodeGuardError) -> [TableChange] {
         if plannedHold?.entries != entries {
             plannedHold = (entries, Dictionary(uniqueKeysWithValues: families.map { ($0, RulePlanner.holdPlan(entries, family: $0)) }))
         }
@@ -67,7 +73,7 @@ public final class Reconciler {
         for family in families {
             guard let plan = plannedHold?.plans[family] else { continue }
             let (found, committed) = try reconcile("raw", family, checkFirst: checkFirst) { table throws(NodeGuardError) in
-                try TableReconciler.reconcile(table, to: plan)
+                try TableReconciler.reconcile(table, to: plan, yielding: Self.chains(yielding, "raw", family))
             }
             if committed { commitCount += 1 }
             changes += found
@@ -104,11 +110,14 @@ public final class Reconciler {
         return changes + (try liftHold())
     }
 
-    public func inspect() throws(NodeGuardError) -> [TableInspection] {
+    /// Counters and hook positions, judged against the plan of `entries`.
+    public func inspect(_ entries: [BlockEntry]) throws(NodeGuardError) -> [TableInspection] {
         var result: [TableInspection] = []
         for family in families where backend.mangleTableExists(family) {
+            let plan = planned?.entries == entries ? planned?.plans[family] : nil
+            let bypass = BypassCheck(plan ?? RulePlanner.plan(entries, family: family))
             let inspection = try backend.readTable("mangle", family) { table throws(NodeGuardError) in
-                try TableReconciler.inspect(table)
+                try TableReconciler.inspect(table, bypass: bypass)
             }
             result.append(inspection)
         }

@@ -5,10 +5,39 @@ public struct TableChange: Sendable, Hashable, CustomStringConvertible {
     public var table = "mangle"
     public var chain: String
     public var what: String
-    /// For a hook chain whose jump was pushed down: the foreign rules that
-    /// stood above it, rule 1 first, as iptables-save prints them.
-    public var foreignAbove: [String] = []
+    /// For a hook chain whose jump was pushed down: the foreign rules above
+    /// it that could let a blocked packet through (`BypassCheck`), the
+    /// highest first, at most `DisplacingRule.reportLimit` of them.
+    public var displacedBy: [DisplacingRule] = []
     public var description: String { "\(family.rawValue) \(table) \(chain): \(what)" }
+    public var site: HookSite { HookSite(table: table, family: family, chain: chain) }
+}
+
+/// A hook chain NodeGuard jumps from: "ipv4 mangle PREROUTING".
+public struct HookSite: Sendable, Hashable, CustomStringConvertible {
+    public var table: String
+    public var family: AddressFamily
+    public var chain: String
+    public init(table: String, family: AddressFamily, chain: String) {
+        self.table = table
+        self.family = family
+        self.chain = chain
+    }
+    public var description: String { "\(family.rawValue) \(table) \(chain)" }
+}
+
+/// A foreign rule found above NodeGuard's jump that could let a blocked
+/// packet through.
+public struct DisplacingRule: Sendable, Hashable {
+    /// At most this many are kept and named per repair: a bulk insert of
+    /// thousands of rules is summarised, not copied into every log line.
+    public static let reportLimit = 3
+    /// `ObservedRule.identity`: the same rule, however often it is re-inserted.
+    public var identity: UInt64
+    /// What NodeGuard's decoder can say of it (see `SavedRules` for the full text).
+    public var description: String
+    /// Its 0-based position in the chain after the repair.
+    public var index: Int
 }
 
 /// Drop counters of one blocked port in one family.
@@ -27,19 +56,32 @@ public struct TableInspection: Sendable, Hashable {
     public var family: AddressFamily
     /// Per hook chain: is NodeGuard's jump rule 1?
     public var hookFirst: [String: Bool]
+    /// Per hook chain: is the jump there, with no rule above it that could let
+    /// a blocked packet through (`BypassCheck`)? What health means.
+    public var hookEffective: [String: Bool]
     public var dropCounters: [PortKey: DropCounters]
+
+    public init(family: AddressFamily, hookFirst: [String: Bool], hookEffective: [String: Bool]? = nil,
+                dropCounters: [PortKey: DropCounters]) {
+        self.family = family
+        self.hookFirst = hookFirst
+        self.hookEffective = hookEffective ?? hookFirst
+        self.dropCounters = dropCounters
+    }
 }
 
 /// Brings one open table snapshot in line with a plan. Foreign chains and
 /// rules are never touched, except foreign rules put inside NodeGuard's chains.
 public enum TableReconciler {
-    /// With `hookMustBeFirst` false, NodeGuard's jump may stay below other
-    /// rules (see `ChainDiff.hookEdits`).
+    /// In the hook chains named in `yielding` (backing off from a fight),
+    /// NodeGuard's jump may stay below other rules (see `ChainDiff.hookEdits`);
+    /// elsewhere it must stand above every rule that could let a blocked packet
+    /// through, and may stay below rules that cannot.
     public static func reconcile(_ table: any TableSnapshot, to plan: TablePlan,
-                                 hookMustBeFirst: Bool = true) throws(NodeGuardError) -> [TableChange] {
+                                 yielding: Set<String> = []) throws(NodeGuardError) -> [TableChange] {
         var changes: [TableChange] = []
-        func note(_ chain: String, _ what: String, foreignAbove: [String] = []) {
-            changes.append(TableChange(family: plan.family, table: plan.table, chain: chain, what: what, foreignAbove: foreignAbove))
+        func note(_ chain: String, _ what: String, displacedBy: [DisplacingRule] = []) {
+            changes.append(TableChange(family: plan.family, table: plan.table, chain: chain, what: what, displacedBy: displacedBy))
         }
         let existing = Set(table.chainNames())
         // Chains first, so every jump has a target when it is inserted.
@@ -54,14 +96,22 @@ public enum TableReconciler {
             try apply(edits, to: table, chain: chain.name)
             note(chain.name, summary(of: edits, actual: actual))
         }
+        let bypass = BypassCheck(plan)
         for hook in TablePlan.hookChains {
             let actual = try table.rules(in: hook)
-            let edits = ChainDiff.hookEdits(actual: actual, hookRule: plan.hookRule, mustBeFirst: hookMustBeFirst)
+            let mustBeFirst = !yielding.contains(hook)
+            let edits = ChainDiff.hookEdits(actual: actual, hookRule: plan.hookRule, mustBeFirst: mustBeFirst,
+                                            mayLetThrough: bypass.mayLetThrough)
             if edits.isEmpty { continue }
             try apply(edits, to: table, chain: hook)
-            let firstMine = actual.firstIndex { RulePlanner.isNodeGuardChain($0.target) } ?? 0
-            note(hook, hookSummary(actual: actual, hookRule: plan.hookRule, mustBeFirst: hookMustBeFirst),
-                 foreignAbove: actual[0..<firstMine].map(\.description))
+            let firstMine = actual.firstIndex { RulePlanner.isNodeGuardChain($0.target) } ?? actual.count
+            // Inserting the jump as rule 1 moves every rule above it down one.
+            let shift = edits.contains { if case .insert(0, _) = $0 { return true } else { return false } } ? 1 : 0
+            let displacing = actual[0..<firstMine].indices.lazy.filter { bypass.mayLetThrough(actual[$0]) }
+                .prefix(DisplacingRule.reportLimit)
+                .map { DisplacingRule(identity: actual[$0].identity, description: actual[$0].description, index: $0 + shift) }
+            note(hook, hookSummary(actual: actual, hookRule: plan.hookRule, mustBeFirst: mustBeFirst, bypass: bypass),
+                 displacedBy: Array(displacing))
         }
         let wanted = Set(plan.chains.map(\.name))
         let stale = existing.filter { RulePlanner.isNodeGuardChain($0) && !wanted.contains($0) }.sorted()
@@ -94,11 +144,14 @@ public enum TableReconciler {
         return changes
     }
 
-    public static func inspect(_ table: any TableSnapshot) throws(NodeGuardError) -> TableInspection {
+    public static func inspect(_ table: any TableSnapshot, bypass: BypassCheck) throws(NodeGuardError) -> TableInspection {
         var hookFirst: [String: Bool] = [:]
+        var hookEffective: [String: Bool] = [:]
         for hook in TablePlan.hookChains {
             let rules = try table.rules(in: hook)
             hookFirst[hook] = rules.first?.spec == RulePlanner.hookRule
+            let jump = rules.firstIndex { $0.spec == RulePlanner.hookRule }
+            hookEffective[hook] = jump.map { !rules[0..<$0].contains(where: bypass.mayLetThrough) } ?? false
         }
         var counters: [PortKey: DropCounters] = [:]
         for chain in table.chainNames() where RulePlanner.isNodeGuardChain(chain) {
@@ -110,7 +163,7 @@ public enum TableReconciler {
                     + DropCounters(packets: rule.packets, bytes: rule.bytes)
             }
         }
-        return TableInspection(family: table.family, hookFirst: hookFirst, dropCounters: counters)
+        return TableInspection(family: table.family, hookFirst: hookFirst, hookEffective: hookEffective, dropCounters: counters)
     }
 
     private static func apply(_ edits: [ChainEdit], to table: any TableSnapshot, chain: String) throws(NodeGuardError) {
@@ -146,16 +199,19 @@ public enum TableReconciler {
         return parts.joined(separator: "; ")
     }
 
-    private static func hookSummary(actual: [ObservedRule], hookRule: RuleSpec, mustBeFirst: Bool) -> String {
+    private static func hookSummary(actual: [ObservedRule], hookRule: RuleSpec, mustBeFirst: Bool, bypass: BypassCheck) -> String {
         let mine = actual.indices.filter { RulePlanner.isNodeGuardChain(actual[$0].target) }
         guard let first = mine.first else {
             return "NodeGuard's jump was missing; inserted it as " + (mustBeFirst ? "rule 1" : "the last rule (backing off)")
         }
-        if first > 0 {
-            let above = actual[0..<first].map { "'\($0)'" }.joined(separator: ", ")
-            return "NodeGuard's jump was rule \(first + 1), below \(above); moved it back to rule 1"
+        if first > 0 && mustBeFirst && actual[0..<first].contains(where: bypass.mayLetThrough) {
+            // Named, but never all of them: thousands of rules may stand above.
+            let risky = actual[0..<first].filter(bypass.mayLetThrough)
+            let named = risky.prefix(DisplacingRule.reportLimit).map { "'\($0)'" }.joined(separator: ", ")
+            let more = risky.count > DisplacingRule.reportLimit ? " and \(risky.count - DisplacingRule.reportLimit) more" : ""
+            return "NodeGuard's jump was rule \(first + 1), below \(named)\(more); moved it back to rule 1"
         }
         if actual[first].spec != hookRule { return "NodeGuard's jump was edited ('\(actual[first])'); restored it" }
-        return "NodeGuard's jump appeared \(mine.count) times; kept one as rule 1"
+        return "NodeGuard's jump appeared \(mine.count) times; kept one"
     }
 }
