@@ -108,4 +108,31 @@ final class NodePortBlockTests: NodeTestCase {
         XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv6, 31003), "the client's IPv6 network is allowed for 31003")
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002, from: .node), "the node itself is not allowed for 31002")
     }
+
+    /// An entry whose allowFrom holds 0.0.0.0/0 and ::/0 blocks nothing:
+    /// explain says so instead of "closed", and packets agree.
+    func testExplainSaysAnEntryThatAllowsEveryoneBlocksNothing() throws {
+        try setUpNode()
+        try node.writeDenyList("""
+            {"version": 1, "blocked": [
+              {"port": 31002, "allowFrom": ["0.0.0.0/0", "::/0"]},
+              {"port": 31003, "allowFrom": ["0.0.0.0/0"]}
+            ]}
+            """)
+        try node.startDaemon()
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002))
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv6, 31002))
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv6, 31003))
+        func explain(_ port: String) throws -> [String: Any] {
+            let result = try node.ctl("explain", port, "--json")
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        }
+        let everyone = try explain("31002")
+        XCTAssertEqual(everyone["verdict"] as? String, "open: allowFrom lets every client through, so the entry for 31002/tcp blocks nothing")
+        let half = try explain("31003")
+        XCTAssertEqual(half["verdict"] as? String, "at risk: see defeats")
+        XCTAssertTrue((half["defeats"] as? [String])?.contains(
+            "allowFrom 0.0.0.0/0 lets every ipv4 client through: the entry blocks nothing in ipv4") == true, "\(half)")
+    }
 }
