@@ -105,8 +105,9 @@ struct NodeGuardDaemon: AsyncParsableCommand {
         let loop = ReconcileLoop(engine: engine, notifier: notifier)
         let server: ControlServer
         do {
-            // Apply before serving: a bad file stops here and the kernel keeps its rules.
-            try engine.start()
+            // Apply before serving: a bad file stops here and the kernel keeps
+            // its rules. A held xtables lock makes it wait, saying so to systemd.
+            try engine.start { why in notifier.stillStarting(extendBy: .seconds(5), status: why) }
             let access = ControlAccess(groupName: group)
             if access.groupID == nil {
                 logger.notice("the group '\(group)' does not exist: only root may use the control socket")

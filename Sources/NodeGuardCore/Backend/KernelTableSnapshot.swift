@@ -31,10 +31,14 @@ final class KernelTableSnapshot: ReadOnlyTableSnapshot {
     }
 
     func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule] {
+        try rules(in: chain, limit: Int.max)
+    }
+
+    func rules(in chain: String, limit: Int) throws(NodeGuardError) -> [ObservedRule] {
         guard let index = chainIndex[chain] else {
             throw NodeGuardError(.netfilterFailure, "reading chain \(chain) in the \(family.rawValue) \(tableName) table: no such chain")
         }
-        let count = Int(ngiptc_snapshot_rule_count(blob, index))
+        let count = min(limit, Int(ngiptc_snapshot_rule_count(blob, index)))
         guard count > 0 else { return [] }
         // Decoded in slices so a long foreign chain (kube-proxy's KUBE-SERVICES
         // has one rule per service) never needs all its C records at once.
@@ -43,7 +47,7 @@ final class KernelTableSnapshot: ReadOnlyTableSnapshot {
         var infos = [ngiptc_rule_info](repeating: ngiptc_rule_info(), count: min(count, 256))
         var done = 0
         while done < count {
-            let read = Int(ngiptc_snapshot_read_rules_from(blob, index, Int32(done), &infos, Int32(infos.count)))
+            let read = Int(ngiptc_snapshot_read_rules_from(blob, index, Int32(done), &infos, Int32(min(infos.count, count - done))))
             guard read > 0 else { break }
             for info in infos.prefix(read) { rules.append(IPTCSnapshot.observed(info, family: family)) }
             done += read

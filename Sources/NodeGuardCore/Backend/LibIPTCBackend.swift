@@ -44,6 +44,13 @@ public struct LibIPTCBackend: NetfilterBackend {
         return text.split(separator: "\n").contains(Substring(name))
     }
 
+    public func holdingLock<T>(wait: Duration, _ body: () throws(NodeGuardError) -> T) throws(NodeGuardError) -> T {
+        try XtablesLock.withLock(path: lockPath, timeout: wait, body)
+    }
+
+    /// Who holds the lock this backend takes, if anyone (for `status`).
+    public var lockHolder: (pid: Int32, command: String)? { XtablesLock.holder(of: lockPath) }
+
     public func readTable<T>(
         _ name: String, _ family: AddressFamily,
         _ body: (any TableSnapshot) throws(NodeGuardError) -> T

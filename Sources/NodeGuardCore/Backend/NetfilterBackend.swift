@@ -5,6 +5,9 @@ public protocol TableSnapshot: AnyObject {
     /// Every chain name, built-in and user-defined.
     func chainNames() -> [String]
     func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule]
+    /// At most the first `limit` rules of `chain`: for a hook chain where only
+    /// the rules down to NodeGuard's jump matter, beside thousands of others.
+    func rules(in chain: String, limit: Int) throws(NodeGuardError) -> [ObservedRule]
     func createChain(_ name: String) throws(NodeGuardError)
     func flushChain(_ name: String) throws(NodeGuardError)
     func deleteChain(_ name: String) throws(NodeGuardError)
@@ -14,6 +17,12 @@ public protocol TableSnapshot: AnyObject {
     /// holds it (`KernelTableSnapshot`), or nil where the snapshot cannot say
     /// (a libiptc handle).
     var ownedFingerprint: TableFingerprint? { get }
+}
+
+extension TableSnapshot {
+    public func rules(in chain: String, limit: Int) throws(NodeGuardError) -> [ObservedRule] {
+        Array(try rules(in: chain).prefix(limit))
+    }
 }
 
 /// A snapshot that cannot be edited: every edit throws what `refuse` says.
@@ -47,6 +56,15 @@ public protocol NetfilterBackend: Sendable {
         _ name: String, _ family: AddressFamily,
         _ body: (any TableSnapshot) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> (result: T, committed: Bool, fingerprint: TableFingerprint?)
+
+    /// Runs `body` holding the xtables lock, waiting at most `wait` for it
+    /// (zero: try once); `withTable` inside it takes the held lock again
+    /// without waiting. A lock another program holds throws `.lockTimeout`
+    /// naming it.
+    func holdingLock<T>(wait: Duration, _ body: () throws(NodeGuardError) -> T) throws(NodeGuardError) -> T
+
+    /// Who holds that lock now, if anyone (for `status`).
+    var lockHolder: (pid: Int32, command: String)? { get }
 
     /// Runs `body` on a read-only snapshot, without the xtables lock (as
     /// iptables-save reads): for other agents' tables, which NodeGuard never

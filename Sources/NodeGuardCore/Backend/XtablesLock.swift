@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -5,6 +7,9 @@ import Glibc
 /// The lock every iptables binary takes before it touches the tables.
 /// libiptc takes none, so NodeGuard holds it from read to commit; without it
 /// a concurrent writer's update can be silently lost (NETFILTER.md).
+///
+/// A thread that holds it may take it again (the daemon holds it across a
+/// whole request, and each table's transaction inside takes it too).
 public enum XtablesLock {
     public static let defaultPath = "/run/xtables.lock"
 
@@ -14,12 +19,25 @@ public enum XtablesLock {
         return defaultPath
     }
 
+    /// Which thread holds which lock path, and how deeply.
+    private final class Holdings: @unchecked Sendable {
+        let lock = ConditionLock()
+        var held: [String: (thread: pthread_t, depth: Int)] = [:]
+    }
+    private static let holdings = Holdings()
+
     /// Runs `body` while holding the lock, waiting up to `timeout` for it and
-    /// polling as `iptables -w` does.
+    /// polling as `iptables -w` does. A zero timeout tries once: the daemon's
+    /// loop never waits, it comes back when the lock is released. The error
+    /// names the holder (from /proc/locks) and is `.lockTimeout`.
     public static func withLock<T>(
         path: String = XtablesLock.path, timeout: Duration = .seconds(10),
         _ body: () throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> T {
+        if enterIfHeld(path) {
+            defer { leave(path) }
+            return try body()
+        }
         let fd = open(path, O_CREAT | O_RDONLY | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
@@ -36,13 +54,59 @@ public enum XtablesLock {
             guard error == EWOULDBLOCK else {
                 throw NodeGuardError(.ioFailure, "cannot lock \(path): \(String(cString: strerror(error)))")
             }
-            if clock.now >= deadline {
-                throw NodeGuardError(.lockTimeout,
-                    "waited \(timeout) for \(path): another program (iptables, kube-proxy, firewalld) holds it; retry, or find the holder with `fuser \(path)`")
-            }
+            if clock.now >= deadline { throw busy(path, waited: timeout) }
             usleep(pause)
             pause = min(pause * 2, 20_000)
         }
+        holdings.lock.lock()
+        holdings.held[path] = (pthread_self(), 1)
+        holdings.lock.unlock()
+        defer { leave(path) }
         return try body()
+    }
+
+    private static func enterIfHeld(_ path: String) -> Bool {
+        holdings.lock.lock()
+        defer { holdings.lock.unlock() }
+        guard let holding = holdings.held[path], pthread_equal(holding.thread, pthread_self()) != 0 else { return false }
+        holdings.held[path] = (holding.thread, holding.depth + 1)
+        return true
+    }
+
+    private static func leave(_ path: String) {
+        holdings.lock.lock()
+        defer { holdings.lock.unlock() }
+        guard let holding = holdings.held[path] else { return }
+        holdings.held[path] = holding.depth > 1 ? (holding.thread, holding.depth - 1) : nil
+    }
+
+    static func busy(_ path: String, waited: Duration) -> NodeGuardError {
+        let who = holder(of: path).map { "PID \($0.pid) (\($0.command))" } ?? "another program (iptables, kube-proxy, firewalld)"
+        let waiting = waited > .zero ? "waited \(waited) for \(path)" : "\(path) is busy"
+        return NodeGuardError(.lockTimeout, "\(waiting): \(who) holds it; retry when it lets go, or find it with `fuser \(path)`")
+    }
+
+    /// Who holds the lock on `path`, from /proc/locks, or nil if nobody (or
+    /// it cannot be told).
+    public static func holder(of path: String) -> (pid: Int32, command: String)? {
+        var info = stat()
+        guard stat(path, &info) == 0, let text = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return nil }
+        let device = UInt64(info.st_dev)
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
+        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
+        let id = "\(hex2(major)):\(hex2(minor)):\(info.st_ino)"
+        // "1: FLOCK  ADVISORY  WRITE 1234 00:19:5678 0 EOF"; waiters carry "->".
+        for line in text.split(separator: "\n") where !line.contains("->") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 6, fields[5] == Substring(id), let pid = Int32(fields[4]) else { continue }
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingWhitespace ?? "?"
+            return (pid, command)
+        }
+        return nil
+    }
+
+    private static func hex2(_ value: UInt64) -> String {
+        let text = String(value, radix: 16)
+        return text.count < 2 ? "0" + text : text
     }
 }

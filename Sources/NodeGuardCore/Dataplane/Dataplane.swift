@@ -155,15 +155,33 @@ public final class DataplaneCache {
         var interfaces: [Bool] = []
     }
 
+    /// What is cheap to ask (sizes, the nftables generation, the marker
+    /// interfaces) and how many times the xtables lock had been released.
+    struct QuickKey: Equatable {
+        var legacy: [String: TableInfo] = [:]
+        var nftGeneration: UInt32?
+        var interfaces: [Bool] = []
+        var lockReleases: Int
+    }
+
     private var key: Key?
+    private var quickKey: QuickKey?
     private var report: DataplaneReport?
     /// Full reads, for metrics and tests.
     public private(set) var reads = 0
 
     public init() {}
 
-    public func report(backend: any NetfilterBackend, families: [AddressFamily]) -> DataplaneReport {
+    /// `lockReleases` counts the releases of the xtables lock seen so far:
+    /// kube-proxy rewrites nat under it, so while it has not moved and the
+    /// sizes stand, even the digest of a 100,000-rule nat table need not be
+    /// taken again, however many clients ask. (A writer that skips the lock
+    /// and keeps every size is seen at the next release, or the next change.)
+    public func report(backend: any NetfilterBackend, families: [AddressFamily], lockReleases: Int = 0) -> DataplaneReport {
+        let quick = Self.quickKey(backend: backend, families: families, lockReleases: lockReleases)
+        if let quick, quick == quickKey, let report { return report }
         let current = Self.currentKey(backend: backend, families: families)
+        quickKey = current == nil ? nil : quick
         if let current, current == key, let report { return report }
         // Only requests read the dataplane; the control server gives the
         // heap back once their client has its answer (releaseFreeHeap).
@@ -172,6 +190,18 @@ public final class DataplaneCache {
         report = fresh
         key = current
         return fresh
+    }
+
+    static func quickKey(backend: any NetfilterBackend, families: [AddressFamily], lockReleases: Int) -> QuickKey? {
+        var key = QuickKey(lockReleases: lockReleases)
+        for family in families where backend.tableExists("nat", family) {
+            guard let info = try? backend.tableInfo("nat", family) else { return nil }
+            key.legacy[family.rawValue] = info
+        }
+        var generation: UInt32 = 0
+        if nglinux_nftables_generation(&generation) == 0 { key.nftGeneration = generation }
+        key.interfaces = ["cilium_host", "kube-ipvs0"].map(DataplaneReader.interfaceExists)
+        return key
     }
 
     static func currentKey(backend: any NetfilterBackend, families: [AddressFamily]) -> Key? {

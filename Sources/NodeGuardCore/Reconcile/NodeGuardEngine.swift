@@ -1,6 +1,10 @@
 import FoundationEssentials
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 public struct DaemonConfiguration: Sendable {
     public var configPath: String
     public var stateDirectory: String
@@ -72,10 +76,27 @@ public final class NodeGuardEngine {
 
     /// Loads the file and the runtime state and applies them. Any error stops
     /// start-up and leaves the kernel's rules exactly as they were.
-    public func start() throws(NodeGuardError) {
+    /// While another program holds the xtables lock, start-up waits (the
+    /// kernel keeps its rules meanwhile) and says why through `waiting`,
+    /// about every `lockRetryInterval`.
+    public func start(waiting: (String) -> Void = { _ in }) throws(NodeGuardError) {
         configEntries = try Self.loadConfig(configuration.configPath)
         runtimeEntries = try store.load()
-        let changes = try applyEffective()
+        var changes: [TableChange] = []
+        while true {
+            do throws(NodeGuardError) {
+                changes = try locked { () throws(NodeGuardError) in try applyEffective() }
+                break
+            } catch where error.code == .lockTimeout {
+                if lockWaitSince == nil {
+                    lockWaitSince = .now
+                    logger.warning("start-up waits for the xtables lock, keeping the kernel's rules as they are: \(error.message)")
+                }
+                waiting("waiting for the xtables lock: \(error.message)")
+                usleep(UInt32(Self.milliseconds(Self.lockRetryInterval) * 1000))
+            }
+        }
+        lockWaitSince = nil
         lastApply = Date()
         lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
@@ -158,6 +179,8 @@ public final class NodeGuardEngine {
     /// One turn of the watch: a size check, or with `deep` a digest check,
     /// and a full read and repair only if either saw a change (or one is due).
     public func watchTick(deep: Bool) {
+        // A repair that waited for the lock goes first, at every tick.
+        if repairPending { return verify() }
         // After a failed read, retry once per verify interval, not every tick.
         if lastError != nil && !deep { return }
         let reason: ChangeWatch.Reason?
@@ -188,6 +211,28 @@ public final class NodeGuardEngine {
         lastFullRead = ContinuousClock.now
     }
 
+    /// How often a start-up that waits for the xtables lock tries again
+    /// (the loop, once running, tries at each release of the lock instead).
+    static let lockRetryInterval: Duration = .milliseconds(100)
+
+    /// Since when NodeGuard has been waiting for a lock another program
+    /// holds (a repair or a request could not take it), or nil.
+    private(set) var lockWaitSince: ContinuousClock.Instant?
+    /// A repair found needed could not take the lock: the next tick retries.
+    private(set) var repairPending = false
+    /// How many releases of the xtables lock the loop has seen (see DataplaneCache).
+    private(set) var lockReleases = 0
+
+    /// The loop saw the xtables lock released: someone may have changed a table.
+    public func noteLockReleased() { lockReleases += 1 }
+
+    /// Runs `body` holding the xtables lock if it is free now; the reconcile
+    /// loop never waits for it (it would stop answering and pinging the
+    /// watchdog), it retries when the lock is released.
+    private func locked<T>(_ body: () throws(NodeGuardError) -> T) throws(NodeGuardError) -> T {
+        try reconciler.backend.holdingLock(wait: .zero, body)
+    }
+
     /// Applies the effective entries in the current fight mode: jump on top
     /// (or left where it is while backing off), raw hold on or off.
     @discardableResult
@@ -201,18 +246,25 @@ public final class NodeGuardEngine {
     /// `checkFirst`, reads without the lock first (Reconciler.apply).
     public func verify(checkFirst: Bool = false) {
         fullReadCount += 1
-        defer { if lastError == nil { rememberTables() } }
         let clock = ContinuousClock()
         let start = clock.now
         for event in fights.tick(at: start) { report(event) }
         let yielded = fights.yielding(at: start)
         do {
-            var changes = try applyEffective(at: start, checkFirst: checkFirst)
+            var changes = try locked { () throws(NodeGuardError) in
+                try applyEffective(at: start, checkFirst: checkFirst)
+            }
             let wasHolding = fights.holding
             for event in fights.observe(culprits.displacements(in: changes), at: start, yielded: yielded) { report(event) }
             // A fight over mangle began: hold the ports closed from raw now,
             // before the other agent moves again.
-            if fights.holding && !wasHolding { changes += try applyEffective() }
+            if fights.holding && !wasHolding {
+                changes += try locked { () throws(NodeGuardError) in try applyEffective() }
+            }
+            rememberTables()
+            if lockWaitSince != nil { logger.info("the xtables lock is free again; repaired what waited for it") }
+            lockWaitSince = nil
+            repairPending = false
             lastVerifyDuration = clock.now - start
             lastVerify = Date()
             if lastError != nil { logger.info("the tables are healthy again") }
@@ -229,6 +281,13 @@ public final class NodeGuardEngine {
                     "action": "repair", "family": "\(change.family.rawValue)", "chain": "\(change.chain)",
                 ])
             }
+        } catch where error.code == .lockTimeout {
+            // Someone else is changing the tables: repair when they are done.
+            if lockWaitSince == nil {
+                lockWaitSince = start
+                logger.warning("a repair waits for the xtables lock: \(error.message)")
+            }
+            repairPending = true
         } catch {
             if lastError != error.message { logger.error("verify failed: \(error.message)") }
             lastError = error.message
@@ -237,23 +296,34 @@ public final class NodeGuardEngine {
 
     // MARK: requests
 
-    public func handle(_ request: ControlRequest, from origin: RequestOrigin) -> ControlResponse {
+    /// A request that changes the tables takes the xtables lock first, without
+    /// waiting. While another program holds it and `waited` is nil, the answer
+    /// is `.lockTimeout` and nothing is changed, logged or recorded: the loop
+    /// keeps the request and asks again when the lock is released. `waited`
+    /// says how long it waited: then a held lock fails the request for real.
+    public func handle(_ request: ControlRequest, from origin: RequestOrigin, waited: Duration? = nil) -> ControlResponse {
         let response: ControlResponse
         do {
             switch request {
-            case .block(let entry): response = .success(try block(entry))
-            case .unblock(let key): response = .success(try unblock(key))
-            case .reload: response = .success(try reload())
+            case .block(let entry): response = .success(try locked { () throws(NodeGuardError) in try block(entry) })
+            case .unblock(let key): response = .success(try locked { () throws(NodeGuardError) in try unblock(key) })
+            case .reload: response = .success(try locked { () throws(NodeGuardError) in try reload() })
             case .list: response = .success(.object(["entries": .array(entryReports(counters: [:], nodePorts: dataplane()))]))
             case .explain(let key): response = .success(explain(key))
             case .nodeports: response = .success(nodePortReport())
             case .status: response = .success(status())
             case .metrics: response = .success(.object(["text": .string(metrics().render())]))
             }
+        } catch where error.code == .lockTimeout && waited == nil {
+            if lockWaitSince == nil { lockWaitSince = .now }
+            return .failure(error)
         } catch {
-            if request.isMutating { logger.error("\(request.command) failed: \(error.message)", metadata: Self.metadata(origin)) }
-            response = .failure(error)
+            var failure = error
+            if let waited, error.code == .lockTimeout { failure.message = "waited \(waited) for the xtables lock: \(error.message)" }
+            if request.isMutating { logger.error("\(request.command) failed: \(failure.message)", metadata: Self.metadata(origin)) }
+            response = .failure(failure)
         }
+        if request.isMutating, case .success = response, !repairPending { lockWaitSince = nil }
         if request.isMutating {
             var details: [String: JSONValue] = [:]
             switch request {
@@ -397,7 +467,8 @@ public final class NodeGuardEngine {
         // Rules that cannot let a blocked packet through may stand above the jump.
         let hooksEffective = complete && inspections.allSatisfy { $0.hookEffective.values.allSatisfy { $0 } }
         // A fight needs a person even while the raw hold keeps the ports closed.
-        let healthy = lastError == nil && readError == nil && hooksEffective && fights.fights.isEmpty
+        // A repair that waits for the lock: the tables are not as planned.
+        let healthy = lastError == nil && readError == nil && hooksEffective && fights.fights.isEmpty && !repairPending
         return (inspections, hooksFirst, hooksEffective, readError, healthy)
     }
 
@@ -447,7 +518,7 @@ public final class NodeGuardEngine {
     /// nftables or the marker interfaces changed. A change in what defeats
     /// NodeGuard is logged.
     func dataplane() -> DataplaneReport {
-        let report = dataplaneCache.report(backend: reconciler.backend, families: reconciler.families)
+        let report = dataplaneCache.report(backend: reconciler.backend, families: reconciler.families, lockReleases: lockReleases)
         if report.summary != loggedDataplane {
             loggedDataplane = report.summary
             logger.info("dataplane: \(report.summary)")
@@ -619,6 +690,14 @@ public final class NodeGuardEngine {
                                                         + lastVerifyDuration.components.attoseconds / 1_000_000_000_000)
         }
         if let error = lastError ?? health.readError { fields["lastError"] = .string(error) }
+        if let since = lockWaitSince {
+            // What NodeGuard waits for, and who it waits on.
+            let holder = reconciler.backend.lockHolder
+            var wait: [String: JSONValue] = ["waitingMs": .integer(Self.milliseconds(ContinuousClock.now - since)),
+                                             "repairPending": .bool(repairPending)]
+            if let holder { wait["heldBy"] = .object(["pid": .integer(Int(holder.pid)), "command": .string(holder.command)]) }
+            fields["xtablesLock"] = .object(wait)
+        }
         let fightReports: [JSONValue] = fights.ordered.map { fight in
             var details = fightDetails(fight)
             let wait = fight.retakeAt - ContinuousClock.now

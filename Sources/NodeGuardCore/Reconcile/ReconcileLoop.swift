@@ -5,18 +5,38 @@ import ServiceLifecycle
 /// The one serial loop that owns NodeGuard's state.
 ///
 /// It runs on a thread of its own, not on Swift's cooperative pool, because
-/// every step blocks: waiting for /run/xtables.lock, libiptc calls, fsync.
-/// Requests from the control socket and SIGHUP are queued here and handled
-/// one at a time between verify passes, so no two reconciles ever interleave.
+/// every step blocks briefly: libiptc calls, fsync. Requests from the control
+/// socket and SIGHUP are queued here and handled one at a time, so no two
+/// reconciles ever interleave. It never waits for anyone else:
+///
+/// - repairs and the verify schedule come first: between two requests the
+///   loop runs any watch tick that is due or was asked for, so a queue of
+///   `status` calls cannot delay a repair or the watchdog's ping;
+/// - a request that changes the tables while another program holds the
+///   xtables lock is parked, with everything that changes the tables after
+///   it (their order is kept), and tried again at each release of the lock
+///   and each tick, until `requestLockWait` has passed; reads are answered
+///   meanwhile.
 public final class ReconcileLoop: Service, @unchecked Sendable {
-    // `engine` is touched only on the loop thread (and by the caller before
-    // `run()` starts it). Everything else below is guarded by `condition`.
+    /// A queued request: `run` answers it, or returns false to be parked.
+    private struct Job {
+        var changesTables: Bool
+        var submitted: ContinuousClock.Instant
+        var run: @Sendable (NodeGuardEngine, _ waited: Duration?) -> Bool
+    }
+
+    /// How long a request that changes the tables waits for the xtables lock.
+    public static let requestLockWait: Duration = .seconds(10)
+
+    // `engine` and `parked` are touched only on the loop thread (and by the
+    // caller before `run()` starts it). Everything else below is guarded by `condition`.
     private let engine: NodeGuardEngine
     private let notifier: SystemdNotifier
     private let verifyInterval: Duration
     private let watchInterval: Duration
     private let condition = ConditionLock()
-    private var queue: [@Sendable (NodeGuardEngine) -> Void] = []
+    private var queue: [Job] = []
+    private var parked: [Job] = []
     private var stopping = false
     private var checkRequested = false
 
@@ -32,19 +52,21 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
     public func submit(_ request: ControlRequest, from origin: RequestOrigin) async -> ControlResponse {
         await withCheckedContinuation { (continuation: CheckedContinuation<ControlResponse, Never>) in
             let notifier = self.notifier
-            let accepted = enqueue { engine in
+            let job = Job(changesTables: request.isMutating, submitted: .now) { engine, waited in
                 if request == .reload { notifier.reloading() }
-                let response = engine.handle(request, from: origin)
+                let response = engine.handle(request, from: origin, waited: waited)
                 if request == .reload { notifier.ready(status: engine.statusLine) }
+                if waited == nil, case .failure(let error) = response, error.code == .lockTimeout { return false }
                 continuation.resume(returning: response)
+                return true
             }
-            if !accepted {
+            if !enqueue(job) {
                 continuation.resume(returning: .failure(NodeGuardError(.shuttingDown, "nodeguardd is shutting down; retry when it is back")))
             }
         }
     }
 
-    /// Asks for a quick change check now rather than at the next watch tick
+    /// Asks for a change check now rather than at the next watch tick
     /// (the xtables lock was just released by someone).
     public func tablesMayHaveChanged() {
         condition.lock()
@@ -53,7 +75,7 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         condition.unlock()
     }
 
-    private func enqueue(_ job: @escaping @Sendable (NodeGuardEngine) -> Void) -> Bool {
+    private func enqueue(_ job: Job) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { return false }
@@ -88,6 +110,22 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Runs a job now, parks it, or (past its wait) fails it for good.
+    private func dispatch(_ job: Job, now: ContinuousClock.Instant) {
+        let waited = now - job.submitted
+        if !job.run(engine, waited >= Self.requestLockWait ? waited : nil) { parked.append(job) }
+    }
+
+    /// Tries the parked requests again, in order, up to the first that must
+    /// wait longer.
+    private func retryParked(now: ContinuousClock.Instant) {
+        while let job = parked.first {
+            let waited = now - job.submitted
+            guard job.run(engine, waited >= Self.requestLockWait ? waited : nil) else { return }
+            parked.removeFirst()
+        }
+    }
+
     private func loop() {
         let clock = ContinuousClock()
         var nextPing = clock.now + verifyInterval
@@ -102,28 +140,37 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
                 condition.wait(for: max(.microseconds(500), nextWatch - clock.now))
             }
             if stopping {
-                let abandoned = queue
+                let abandoned = parked + queue
                 queue.removeAll()
+                parked.removeAll()
                 condition.unlock()
-                // Answer whatever is still queued so no client hangs.
-                for job in abandoned { job(engine) }
+                // Answer whatever is still queued so no client hangs: a parked
+                // request gets the lock's error now.
+                for job in abandoned { _ = job.run(engine, clock.now - job.submitted) }
                 return
             }
-            let jobs = queue
-            queue.removeAll()
+            // One request per turn: the watch gets its turn in between.
+            let job = queue.isEmpty ? nil : queue.removeFirst()
             let checkNow = checkRequested
             checkRequested = false
             condition.unlock()
 
-            for job in jobs { job(engine) }
+            if checkNow { engine.noteLockReleased() }
             let now = clock.now
-            guard checkNow || now >= nextWatch else { continue }
-            // A released lock may hide a same-size edit: digest at once.
-            let deep = checkNow || now >= nextDeep
-            engine.watchTick(deep: deep)
-            nextWatch = clock.now + watchInterval
-            if deep { nextDeep = clock.now + engine.deepCheckInterval }
-            if now >= nextPing {
+            if checkNow || now >= nextWatch {
+                // A released lock may hide a same-size edit: digest at once.
+                let deep = checkNow || now >= nextDeep
+                engine.watchTick(deep: deep)
+                nextWatch = clock.now + watchInterval
+                if deep { nextDeep = clock.now + engine.deepCheckInterval }
+                // The lock may be free now: parked requests go before new ones.
+                retryParked(now: clock.now)
+            }
+            if let job {
+                // Behind a parked request, a change waits its turn; reads go on.
+                if job.changesTables && !parked.isEmpty { parked.append(job) } else { dispatch(job, now: clock.now) }
+            }
+            if clock.now >= nextPing {
                 // Only this loop pings the watchdog: if it stalls, systemd restarts the daemon.
                 notifier.loopAlive(status: engine.statusLine)
                 nextPing = clock.now + verifyInterval

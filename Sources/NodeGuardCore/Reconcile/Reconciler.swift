@@ -162,6 +162,7 @@ final class EditDetector: ReadOnlyTableSnapshot {
     var family: AddressFamily { base.family }
     func chainNames() -> [String] { base.chainNames() }
     func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule] { try base.rules(in: chain) }
+    func rules(in chain: String, limit: Int) throws(NodeGuardError) -> [ObservedRule] { try base.rules(in: chain, limit: limit) }
     var ownedFingerprint: TableFingerprint? { base.ownedFingerprint }
 
     func refuse(_ edit: String) -> NodeGuardError {

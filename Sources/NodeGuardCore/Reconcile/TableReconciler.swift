@@ -148,7 +148,10 @@ public enum TableReconciler {
         var hookFirst: [String: Bool] = [:]
         var hookEffective: [String: Bool] = [:]
         for hook in TablePlan.hookChains {
-            let rules = try table.rules(in: hook)
+            // The jump is nearly always among the first rules: decode the
+            // rest of a long chain only when it is not.
+            var rules = try table.rules(in: hook, limit: 16)
+            if rules.count == 16, !rules.contains(where: { $0.spec == RulePlanner.hookRule }) { rules = try table.rules(in: hook) }
             hookFirst[hook] = rules.first?.spec == RulePlanner.hookRule
             let jump = rules.firstIndex { $0.spec == RulePlanner.hookRule }
             hookEffective[hook] = jump.map { !rules[0..<$0].contains(where: bypass.mayLetThrough) } ?? false

@@ -53,6 +53,13 @@ public struct SystemdNotifier: Sendable {
         send(["RELOADING=1", "MONOTONIC_USEC=\(usec)", "STATUS=Reloading the deny-list"])
     }
 
+    /// Start-up is waiting for something outside the daemon (the xtables
+    /// lock): asks systemd for `time` more before it gives up, and says why.
+    public func stillStarting(extendBy time: Duration, status: String) {
+        let usec = time.components.seconds * 1_000_000 + time.components.attoseconds / 1_000_000_000_000
+        send(["EXTEND_TIMEOUT_USEC=\(usec)", "STATUS=\(status)"])
+    }
+
     public func stopping() { send(["STOPPING=1", "STATUS=Stopping; NodeGuard's rules stay in the kernel"]) }
 
     public func send(_ fields: [String]) {
