@@ -285,7 +285,21 @@ uint64_t ngiptc_entry_identity(int family, const void *entry, const char *target
     entry_fields g = fields_of(family, scratch);
     memset(g.counters, 0, sizeof(*g.counters));
     *g.comefrom = 0;
+    // The kernel copies extension names only up to their NUL; a copy held by
+    // libiptc has whatever its buffer held after it. Canonical: zeros.
+    size_t offset = header_size(family);
+    while (offset + sizeof(struct xt_entry_match) <= *g.target_offset) {
+        struct xt_entry_match *m = (struct xt_entry_match *)(scratch + offset);
+        size_t length = strnlen(m->u.user.name, sizeof(m->u.user.name));
+        memset(m->u.user.name + length, 0, sizeof(m->u.user.name) - length);
+        if (m->u.match_size < sizeof(*m)) break;
+        offset += m->u.match_size;
+    }
     struct xt_entry_target *t = (struct xt_entry_target *)(scratch + *g.target_offset);
+    if (*g.target_offset + sizeof(*t) <= size) {
+        size_t length = strnlen(t->u.user.name, sizeof(t->u.user.name));
+        memset(t->u.user.name + length, 0, sizeof(t->u.user.name) - length);
+    }
     if (*g.target_offset + sizeof(struct xt_standard_target) <= size && t->u.user.name[0] == '\0' &&
         t->u.target_size >= sizeof(struct xt_standard_target) && ((struct xt_standard_target *)t)->verdict >= 0) {
         for (const char *c = target ? target : ""; *c; c++) hash = ngiptc_mix(hash, (unsigned char)*c);

@@ -79,15 +79,6 @@ final class ChangeWatchTests: NodeTestCase {
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
     }
 
-    /// 20,000 rules of another program in mangle PREROUTING, below NodeGuard's jump.
-    func loadForeignMangleRules(_ count: Int = 20_000) throws {
-        var rules = "*mangle\n"
-        for index in 0..<count { rules += "-A PREROUTING -p tcp --dport \(10_000 + index % 20_000) -j MARK --set-mark \(index + 1)\n" }
-        rules += "COMMIT\n"
-        let result = try runCommand(["ip", "netns", "exec", node.node, "iptables-legacy-restore", "--noflush"], input: rules)
-        XCTAssertEqual(result.status, 0, result.stderr)
-    }
-
     /// The rule 1 of NODEGUARD-TCP turned into an ACCEPT of the same size.
     func sameSizeAccept(of rules: [String]) throws -> String {
         let rule = try XCTUnwrap(rules.first { $0.hasPrefix("-A NODEGUARD-TCP ") && $0.hasSuffix("-j DROP") })
@@ -101,7 +92,7 @@ final class ChangeWatchTests: NodeTestCase {
         // Only the lock's release can wake the daemon within the test.
         try node.startDaemon(extraArguments: ["--watch-interval", "1h", "--verify-interval", "1h"])
         XCTAssertEqual(try node.ctl("block", "31002").status, 0)
-        try loadForeignMangleRules()
+        try node.loadForeignMangleRules()
         let before = try node.mangleRules()
         XCTAssertGreaterThan(before.count, 20_000)
         let edited = try sameSizeAccept(of: before)
@@ -116,7 +107,7 @@ final class ChangeWatchTests: NodeTestCase {
         try setUpNode()
         try node.startDaemon(extraArguments: ["--watch-interval", "100ms", "--verify-interval", "1s"])
         XCTAssertEqual(try node.ctl("block", "31002").status, 0)
-        try loadForeignMangleRules()
+        try node.loadForeignMangleRules()
         usleep(1_500_000)
         // The digest covers NodeGuard's rules only: other programs' rules do not stretch it.
         XCTAssertEqual(try node.status()["deepCheckIntervalMs"] as? Int, 1000)

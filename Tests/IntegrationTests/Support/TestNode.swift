@@ -163,6 +163,15 @@ final class TestNode {
         try check(runCommand(["ip", "netns", "exec", node] + tool, input: rules), "loading \(name)")
     }
 
+    /// `count` rules of another program appended to mangle PREROUTING (below
+    /// NodeGuard's jump), each different: a hostile node's table.
+    func loadForeignMangleRules(_ count: Int = 20_000) throws {
+        var rules = "*mangle\n"
+        for index in 0..<count { rules += "-A PREROUTING -p tcp --dport \(10_000 + index % 20_000) -j MARK --set-mark \(index + 1)\n" }
+        rules += "COMMIT\n"
+        try check(runCommand(["ip", "netns", "exec", node, "iptables-legacy-restore", "--noflush"], input: rules), "loading foreign mangle rules")
+    }
+
     /// Whether the pod still listens on its test ports.
     func podServersListening() -> Bool {
         let listeners = (try? runCommand(["ip", "netns", "exec", pod, "ss", "-ltn"]).stdout) ?? ""
