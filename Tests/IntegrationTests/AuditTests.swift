@@ -55,4 +55,24 @@ final class AuditTests: NodeTestCase {
         XCTAssertTrue((all[5]["changes"] as? [String])?.contains { $0.contains("NODEGUARD-TCP") } == true)
         XCTAssertTrue(node.daemonLog.contains("peer_uid=65534"), "the log names the peer too")
     }
+
+    /// A bulk insert of 20,000 rules above NodeGuard's jump is summarised:
+    /// the repair's audit record and log line name three rules and count the
+    /// rest, instead of copying a megabyte into each.
+    func testABulkInsertAboveTheJumpIsSummarisedNotCopied() throws {
+        try setUpNode()
+        try node.startDaemon()
+        XCTAssertEqual(try node.ctl("block", "31002").status, 0)
+        var rules = "*mangle\n"
+        for index in 0..<20_000 { rules += "-I PREROUTING 1 -p tcp -m comment --comment \"bulk rule \(index)\" -j ACCEPT\n" }
+        rules += "COMMIT\n"
+        XCTAssertEqual(try runCommand(["ip", "netns", "exec", node.node, "iptables-legacy-restore", "--noflush"], input: rules).status, 0)
+        XCTAssertTrue(try node.eventually(10) { try node.mangleRules().first?.hasSuffix("-j NODEGUARD") == true }, node.daemonLog.suffix(2000).description)
+        let repair = try XCTUnwrap(try records().last { $0["action"] as? String == "repair" })
+        let line = try XCTUnwrap(String(data: JSONSerialization.data(withJSONObject: repair), encoding: .utf8))
+        XCTAssertLessThan(line.utf8.count, 4096, line)
+        XCTAssertTrue(line.contains("and 19997 more"), line)
+        let logLine = try XCTUnwrap(node.daemonLog.split(separator: "\n").last { $0.contains("repaired drift") && $0.contains("PREROUTING") })
+        XCTAssertLessThan(logLine.utf8.count, 4096, String(logLine))
+    }
 }

@@ -155,9 +155,14 @@ final class IPTCSnapshot: TableSnapshot {
     }
 
     func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule] {
+        try rules(in: chain, limit: Int.max)
+    }
+
+    func rules(in chain: String, limit: Int) throws(NodeGuardError) -> [ObservedRule] {
         var error: Int32 = 0
-        let count = ngiptc_rule_count(table, chain, &error)
-        try check(count, error, "reading chain \(chain)")
+        let all = ngiptc_rule_count(table, chain, &error)
+        try check(all, error, "reading chain \(chain)")
+        let count = Int32(min(Int(all), limit))
         guard count > 0 else { return [] }
         var infos = [ngiptc_rule_info](repeating: ngiptc_rule_info(), count: Int(count))
         let read = ngiptc_read_rules(table, chain, &infos, count, &error)

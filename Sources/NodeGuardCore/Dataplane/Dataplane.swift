@@ -166,6 +166,10 @@ public final class DataplaneCache {
 
     private var key: Key?
     private var quickKey: QuickKey?
+    private var lastDigest: ContinuousClock.Instant?
+    /// How stale a same-size nat change (kube-proxy moving an endpoint) may
+    /// show in a report while requests keep coming.
+    static let digestInterval: Duration = .seconds(1)
     private var report: DataplaneReport?
     /// Full reads, for metrics and tests.
     public private(set) var reads = 0
@@ -180,6 +184,15 @@ public final class DataplaneCache {
     public func report(backend: any NetfilterBackend, families: [AddressFamily], lockReleases: Int = 0) -> DataplaneReport {
         let quick = Self.quickKey(backend: backend, families: families, lockReleases: lockReleases)
         if let quick, quick == quickKey, let report { return report }
+        // Releases of the lock come with every change to any table (NodeGuard's
+        // own repairs too): a digest of nat at most once per `digestInterval`
+        // while the sizes stand, however many clients ask.
+        let now = ContinuousClock.now
+        if let quick, var known = quickKey, let report, let digested = lastDigest, now - digested < Self.digestInterval {
+            known.lockReleases = quick.lockReleases
+            if known == quick { return report }
+        }
+        lastDigest = now
         let current = Self.currentKey(backend: backend, families: families)
         quickKey = current == nil ? nil : quick
         if let current, current == key, let report { return report }

@@ -98,7 +98,7 @@ public enum TableReconciler {
         }
         let bypass = BypassCheck(plan)
         for hook in TablePlan.hookChains {
-            let actual = try table.rules(in: hook)
+            let actual = try hookRules(table, hook)
             let mustBeFirst = !yielding.contains(hook)
             let edits = ChainDiff.hookEdits(actual: actual, hookRule: plan.hookRule, mustBeFirst: mustBeFirst,
                                             mayLetThrough: bypass.mayLetThrough)
@@ -124,6 +124,19 @@ public enum TableReconciler {
         return changes
     }
 
+    /// The head of a hook chain down to NodeGuard's jump: its first
+    /// `hookHead` rules, or all of them when the jump is not among those.
+    /// Another program's thousands of rules further down are not decoded on
+    /// every repair; a stray second jump down there is harmless (its packets
+    /// already passed NodeGuard's drops) and is left alone.
+    static func hookRules(_ table: any TableSnapshot, _ hook: String) throws(NodeGuardError) -> [ObservedRule] {
+        let head = try table.rules(in: hook, limit: hookHead)
+        if head.count < hookHead || head.contains(where: { RulePlanner.isNodeGuardChain($0.target) }) { return head }
+        return try table.rules(in: hook)
+    }
+
+    static let hookHead = 64
+
     /// Removes every NodeGuard jump and chain (for uninstalling, and to lift the raw hold).
     public static func removeAll(_ table: any TableSnapshot, tableName: String = "mangle") throws(NodeGuardError) -> [TableChange] {
         var changes: [TableChange] = []
@@ -148,10 +161,7 @@ public enum TableReconciler {
         var hookFirst: [String: Bool] = [:]
         var hookEffective: [String: Bool] = [:]
         for hook in TablePlan.hookChains {
-            // The jump is nearly always among the first rules: decode the
-            // rest of a long chain only when it is not.
-            var rules = try table.rules(in: hook, limit: 16)
-            if rules.count == 16, !rules.contains(where: { $0.spec == RulePlanner.hookRule }) { rules = try table.rules(in: hook) }
+            let rules = try hookRules(table, hook)
             hookFirst[hook] = rules.first?.spec == RulePlanner.hookRule
             let jump = rules.firstIndex { $0.spec == RulePlanner.hookRule }
             hookEffective[hook] = jump.map { !rules[0..<$0].contains(where: bypass.mayLetThrough) } ?? false
