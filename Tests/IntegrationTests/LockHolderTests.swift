@@ -21,6 +21,15 @@ final class LockHolderTests: NodeTestCase {
         return holder
     }
 
+    /// Runs a daemon once with `denyList` and stops it: its rules stay in
+    /// the kernel. Returns them.
+    func rulesLeftBy(_ denyList: String) throws -> [String] {
+        try node.writeDenyList(denyList)
+        try node.startDaemon(environment: ["XTABLES_LOCKFILE": lockPath])
+        node.stopDaemon()
+        return try node.mangleRules()
+    }
+
     func startDaemon(notify listener: NotifyListener) throws {
         try node.startDaemon(extraArguments: ["--verify-interval", "5s"],
                              environment: ["XTABLES_LOCKFILE": lockPath, "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000"])
@@ -81,10 +90,7 @@ final class LockHolderTests: NodeTestCase {
 
     func testAStartUnderAHeldLockKeepsTheKernelsRulesAndSaysWhyItWaits() throws {
         try setUpNode()
-        try node.writeDenyList(#"{"version": 1, "blocked": [{"port": 31002}]}"#)
-        try node.startDaemon(environment: ["XTABLES_LOCKFILE": lockPath])
-        node.stopDaemon()
-        let rules = try node.mangleRules()
+        let rules = try rulesLeftBy(#"{"version": 1, "blocked": [{"port": 31002}]}"#)
         try node.writeDenyList(#"{"version": 1, "blocked": [{"port": 31003}]}"#)
 
         let holder = try holdLock(for: 3)
@@ -107,10 +113,7 @@ final class LockHolderTests: NodeTestCase {
     /// removed before the new list can be applied.
     func testTheOldRulesHoldWhileAStartUpWaits() throws {
         try setUpNode()
-        try node.writeDenyList(#"{"version": 1, "blocked": [{"port": 31002}]}"#)
-        try node.startDaemon(environment: ["XTABLES_LOCKFILE": lockPath])
-        node.stopDaemon()
-        let rules = try node.mangleRules()
+        let rules = try rulesLeftBy(#"{"version": 1, "blocked": [{"port": 31002}]}"#)
         try node.writeDenyList(#"{"version": 1, "blocked": []}"#)
         let holder = try holdLock(for: 20)
         defer { holder.signal(SIGKILL); holder.wait() }

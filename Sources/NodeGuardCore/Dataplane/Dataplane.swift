@@ -149,18 +149,19 @@ public enum DataplaneReader {
 /// generation) or the marker interfaces. A 5,000-service nat table is
 /// re-read only when kube-proxy changed it.
 public final class DataplaneCache {
-    struct Key: Equatable {
-        var legacy: [String: TableFingerprint] = [:]
+    /// What the report was read from: each legacy nat table (its digest, or
+    /// only its sizes), the nftables generation, the marker interfaces.
+    struct TablesKey<Legacy: Equatable>: Equatable {
+        var legacy: [String: Legacy] = [:]
         var nftGeneration: UInt32?
         var interfaces: [Bool] = []
     }
+    typealias Key = TablesKey<TableFingerprint>
 
-    /// What is cheap to ask (sizes, the nftables generation, the marker
-    /// interfaces) and how many times the xtables lock had been released.
+    /// What is cheap to ask (sizes, not digests), and how many times the
+    /// xtables lock had been released.
     struct QuickKey: Equatable {
-        var legacy: [String: TableInfo] = [:]
-        var nftGeneration: UInt32?
-        var interfaces: [Bool] = []
+        var sizes: TablesKey<TableInfo>
         var lockReleases: Int
     }
 
@@ -188,10 +189,8 @@ public final class DataplaneCache {
         // own repairs too): a digest of nat at most once per `digestInterval`
         // while the sizes stand, however many clients ask.
         let now = ContinuousClock.now
-        if let quick, var known = quickKey, let report, let digested = lastDigest, now - digested < Self.digestInterval {
-            known.lockReleases = quick.lockReleases
-            if known == quick { return report }
-        }
+        if let quick, quick.sizes == quickKey?.sizes, let report, let digested = lastDigest,
+           now - digested < Self.digestInterval { return report }
         lastDigest = now
         let current = Self.currentKey(backend: backend, families: families)
         quickKey = current == nil ? nil : quick
@@ -206,22 +205,22 @@ public final class DataplaneCache {
     }
 
     static func quickKey(backend: any NetfilterBackend, families: [AddressFamily], lockReleases: Int) -> QuickKey? {
-        var key = QuickKey(lockReleases: lockReleases)
-        for family in families where backend.tableExists("nat", family) {
-            guard let info = try? backend.tableInfo("nat", family) else { return nil }
-            key.legacy[family.rawValue] = info
-        }
-        var generation: UInt32 = 0
-        if nglinux_nftables_generation(&generation) == 0 { key.nftGeneration = generation }
-        key.interfaces = ["cilium_host", "kube-ipvs0"].map(DataplaneReader.interfaceExists)
-        return key
+        key(families: families, backend: backend) { family throws(NodeGuardError) in try backend.tableInfo("nat", family) }
+            .map { QuickKey(sizes: $0, lockReleases: lockReleases) }
     }
 
     static func currentKey(backend: any NetfilterBackend, families: [AddressFamily]) -> Key? {
-        var key = Key()
+        key(families: families, backend: backend) { family throws(NodeGuardError) in try backend.tableFingerprint("nat", family) }
+    }
+
+    /// Each existing legacy nat table as `read` tells it, the nftables
+    /// generation and the marker interfaces; nil if a table cannot be read.
+    static func key<Legacy>(families: [AddressFamily], backend: any NetfilterBackend,
+                            _ read: (AddressFamily) throws(NodeGuardError) -> Legacy) -> TablesKey<Legacy>? {
+        var key = TablesKey<Legacy>()
         for family in families where backend.tableExists("nat", family) {
-            guard let fingerprint = try? backend.tableFingerprint("nat", family) else { return nil }
-            key.legacy[family.rawValue] = fingerprint
+            guard let value = try? read(family) else { return nil }
+            key.legacy[family.rawValue] = value
         }
         var generation: UInt32 = 0
         if nglinux_nftables_generation(&generation) == 0 { key.nftGeneration = generation }
