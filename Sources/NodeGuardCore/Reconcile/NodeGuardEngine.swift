@@ -319,7 +319,11 @@ public final class NodeGuardEngine {
             return .failure(error)
         } catch {
             var failure = error
-            if let waited, error.code == .lockTimeout { failure.message = "waited \(waited) for the xtables lock: \(error.message)" }
+            if let waited, error.code == .lockTimeout {
+                failure.message = "waited \(waited) for the xtables lock: \(error.message)"
+                // Given up: nothing waits for the lock any more, unless a repair does.
+                if !repairPending { lockWaitSince = nil }
+            }
             if request.isMutating { logger.error("\(request.command) failed: \(failure.message)", metadata: Self.metadata(origin)) }
             response = .failure(failure)
         }
