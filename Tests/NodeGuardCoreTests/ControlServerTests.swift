@@ -93,6 +93,43 @@ final class ControlServerTests: XCTestCase {
         }
     }
 
+    /// `metrics` with 65,535 blocked ports in both families is over 16 MiB,
+    /// which the CLI used to refuse (exit 3, "unreachable"). It now reads
+    /// what the daemon may send.
+    func testAnswersAsLargeAsMetricsForEveryPortRoundTrip() throws {
+        var counters: [PortKey: DropCounters] = [:]
+        for port in 1...65535 { counters[PortKey(port: UInt16(port), transport: .tcp)] = DropCounters(packets: UInt64(port), bytes: UInt64(port) * 60) }
+        let snapshot = MetricsSnapshot(
+            inspections: [TableInspection(family: .ipv4, hookFirst: ["OUTPUT": true, "PREROUTING": true], dropCounters: counters),
+                          TableInspection(family: .ipv6, hookFirst: ["OUTPUT": true, "PREROUTING": true], dropCounters: counters)],
+            blockedBySource: [.config: 65535], repairs: 0, commits: 2, healthy: true,
+            lastVerifyDuration: nil, lastVerify: nil, lastApply: nil)
+        let text = snapshot.render()
+        let answer = ControlResponse.success(.object(["text": .string(text)]))
+        let size = answer.encoded().utf8.count
+        XCTAssertGreaterThan(size, 16 << 20, "larger than the CLI used to read")
+        XCTAssertLessThan(size, ControlProtocol.maximumResponseBytes)
+
+        let server = try RunningServer(limits: .init()) { _, _ in answer }
+        defer { server.stop() }
+        let received = try ControlClient(socketPath: server.path).send(.metrics)
+        guard case .success(let result) = received else { return XCTFail("\(received)") }
+        XCTAssertEqual(result["text"]?.stringValue, text)
+    }
+
+    /// An answer longer than a client reads is replaced by an error that says so.
+    func testAnAnswerLongerThanAClientReadsIsAnErrorThatSaysSo() throws {
+        let answer = { @Sendable (request: ControlRequest) in ControlResponse.success(.string(String(repeating: "x", count: request == .status ? 2000 : 900))) }
+        let size = answer(.status).encoded().utf8.count
+        let server = try RunningServer(limits: .init(maximumResponseBytes: 1000)) { request, _ in answer(request) }
+        defer { server.stop() }
+        let client = ControlClient(socketPath: server.path)
+        guard case .failure(let error) = try client.send(.status) else { return XCTFail("a 2,000-byte answer was sent") }
+        XCTAssertEqual(error.code, .messageTooLarge)
+        XCTAssertTrue(error.message.contains("the answer to status is \(size) bytes, more than the 1000 bytes a client reads"), error.message)
+        guard case .success = try client.send(.list) else { return XCTFail("a 900-byte answer is sent") }
+    }
+
     /// Exit 3 means nothing could be reached; a connection that is taken but
     /// not answered is another error.
     func testTheClientTellsUnreachableFromNotAnswered() throws {

@@ -31,11 +31,12 @@ public struct ControlClient: Sendable {
         // closes before reading the request, so the write may fail: read its answer anyway.
         let sent = UnixSocket.writeAll(fd, request.encoded())
         let sendError = errno
-        var reader = UnixSocket.LineReader(fd: fd, limit: 16 << 20)
+        var reader = UnixSocket.LineReader(fd: fd, limit: ControlProtocol.maximumResponseBytes)
         switch reader.next() {
         case .line(let line): return try ControlResponse.decode(line)
         case .tooLong:
-            throw NodeGuardError(.messageTooLarge, "nodeguardd's answer is longer than the 16 MiB nodeguardctl reads")
+            throw NodeGuardError(.messageTooLarge,
+                "nodeguardd's answer is longer than the \(ControlProtocol.maximumResponseBytes) bytes a client reads; is the daemon newer than this nodeguardctl?")
         case .failed(let code) where sent && (code == EAGAIN || code == EWOULDBLOCK):
             throw NodeGuardError(.noAnswer,
                 "nodeguardd at \(socketPath) took the request but did not answer within \(timeoutSeconds) s; it may be overloaded or stuck: see `journalctl -u nodeguardd`")

@@ -29,11 +29,15 @@ public final class ControlServer: Service, @unchecked Sendable {
         /// Of those, the last ones are for root only, so root's `block` and
         /// `status` work while the group's members hold every other slot.
         public var rootReserve: Int
+        /// A longer answer is replaced by a `message_too_large` error.
+        public var maximumResponseBytes: Int
 
-        public init(timeout: Duration = .seconds(10), maximumConnections: Int = 256, rootReserve: Int = 16) {
+        public init(timeout: Duration = .seconds(10), maximumConnections: Int = 256, rootReserve: Int = 16,
+                    maximumResponseBytes: Int = ControlProtocol.maximumResponseBytes) {
             self.timeout = timeout
             self.maximumConnections = maximumConnections
             self.rootReserve = rootReserve
+            self.maximumResponseBytes = maximumResponseBytes
         }
     }
 
@@ -211,6 +215,7 @@ public final class ControlServer: Service, @unchecked Sendable {
         var deadline = ContinuousClock.now + limits.timeout
         while true {
             let response: ControlResponse
+            var command = "the request"
             switch reader.next(until: deadline) {
             case .endOfStream, .failed:
                 return
@@ -227,12 +232,19 @@ public final class ControlServer: Service, @unchecked Sendable {
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d }) { continue }
                 do {
                     let request = try ControlRequest.decode(line)
+                    command = request.command
                     response = Self.wait(for: request, from: origin, handler: handler)
                 } catch {
                     response = .failure(error)
                 }
             }
-            guard UnixSocket.writeAll(fd, response.encoded(), until: .now + limits.timeout) else { return }
+            var text = response.encoded()
+            if text.utf8.count > limits.maximumResponseBytes {
+                logger.error("control socket: the answer to \(command) is \(text.utf8.count) bytes, over the \(limits.maximumResponseBytes) a client reads; sent an error instead")
+                text = ControlResponse.failure(NodeGuardError(.messageTooLarge,
+                    "the answer to \(command) is \(text.utf8.count) bytes, more than the \(limits.maximumResponseBytes) bytes a client reads; ask for less (`nodeguardctl explain PORT` for one port), or read the metrics from `nodeguardd --metrics-textfile`")).encoded()
+            }
+            guard UnixSocket.writeAll(fd, text, until: .now + limits.timeout) else { return }
             deadline = .now + limits.timeout
         }
     }
