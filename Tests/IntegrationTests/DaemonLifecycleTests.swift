@@ -139,7 +139,7 @@ final class DaemonLifecycleTests: NodeTestCase {
         try node.startDaemon()
         node.stopDaemon()
         try node.inNode("iptables-legacy -t mangle -A PREROUTING -j MARK --set-mark 7 && iptables-legacy -t mangle -N FOREIGN")
-        let result = try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules"])
+        let result = try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules", "--state-dir", node.stateDirectory])
         XCTAssertEqual(result.status, 0, result.stderr)
         let v4 = try runCommand(["ip", "netns", "exec", node.node, "iptables-legacy-save", "-t", "mangle"]).stdout
         let v6 = try runCommand(["ip", "netns", "exec", node.node, "ip6tables-legacy-save", "-t", "mangle"]).stdout
@@ -147,7 +147,7 @@ final class DaemonLifecycleTests: NodeTestCase {
         XCTAssertTrue(v4.contains("-A PREROUTING -j MARK --set-xmark 0x7/0xffffffff") && v4.contains(":FOREIGN"), v4)
         XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002))
         // Running it again finds nothing to do.
-        XCTAssertEqual(try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules"]).status, 0)
+        XCTAssertEqual(try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules", "--state-dir", node.stateDirectory]).status, 0)
     }
 
     func testSCTPAndTheWholeNodePortRange() throws {
