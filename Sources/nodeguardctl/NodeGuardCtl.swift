@@ -5,11 +5,22 @@ import Glibc
 #endif
 import NodeGuardCore
 
-/// Exit codes: 0 success, 1 the request failed, 2 usage error, 3 daemon not reachable.
+/// Exit codes: 0 success, 1 the request failed, 2 usage error, 3 daemon not
+/// reachable (nothing to connect to), 4 the daemon did not serve the request
+/// (busy, or no answer): retry.
 enum CtlExit {
     static let failed: Int32 = 1
     static let usage: Int32 = 2
     static let unreachable: Int32 = 3
+    static let notServed: Int32 = 4
+
+    static func code(for error: NodeGuardError) -> Int32 {
+        switch error.code {
+        case .daemonUnreachable: unreachable
+        case .busy, .noAnswer: notServed
+        default: failed
+        }
+    }
 }
 
 @main
@@ -19,7 +30,7 @@ struct NodeGuardCtl: ParsableCommand {
         abstract: "Control nodeguardd: block and unblock NodePorts before kube-proxy's DNAT.",
         discussion: """
         Exit codes: 0 success, 1 the request failed (message on stderr), 2 usage error, \
-        3 nodeguardd not reachable.
+        3 nodeguardd not reachable, 4 nodeguardd did not serve the request (busy, or no answer): retry.
         """,
         subcommands: [Block.self, Unblock.self, List.self, Status.self, NodePorts.self, Explain.self, Reload.self, Metrics.self, Validate.self]
     )
@@ -30,7 +41,7 @@ struct NodeGuardCtl: ParsableCommand {
             try command.run()
         } catch let error as NodeGuardError {
             printError("nodeguardctl: \(error.message)")
-            Glibc.exit(error.code == .daemonUnreachable ? CtlExit.unreachable : CtlExit.failed)
+            Glibc.exit(CtlExit.code(for: error))
         } catch let code as ExitCode {
             Glibc.exit(code.rawValue)
         } catch {

@@ -82,6 +82,18 @@ struct NodeGuardDaemon: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "nodeguardd")
+        // Before anything touches the kernel or the socket: a second daemon
+        // with this state directory (or --remove-rules while one runs) stops here.
+        let instance: InstanceLock?
+        do {
+            instance = removeRules ? try InstanceLock.acquireIfPresent(stateDirectory: stateDir)
+                                   : try InstanceLock.acquire(stateDirectory: stateDir)
+        } catch {
+            logger.critical("cannot \(removeRules ? "remove the rules" : "start"): \(error.message)")
+            throw ExitCode.failure
+        }
+        // Held until the process exits.
+        defer { withExtendedLifetime(instance) {} }
         let backend = LibIPTCBackend()
 
         if removeRules {

@@ -1,3 +1,5 @@
+import Foundation
+import NodeGuardCore
 import XCTest
 
 #if canImport(Glibc)
@@ -75,13 +77,69 @@ final class DaemonLifecycleTests: NodeTestCase {
         XCTAssertFalse(after.contains("31002"), after)
     }
 
+    /// `iptables-legacy-save -t mangle` for both families, without its timestamps and counters.
+    func mangleTables() throws -> String {
+        try ["iptables-legacy-save", "ip6tables-legacy-save"].map { tool in
+            let result = try runCommand(["ip", "netns", "exec", node.node, tool, "-t", "mangle"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return result.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }
+                .map { $0.replacingOccurrences(of: #"\[\d+:\d+\]"#, with: "[]", options: .regularExpression) }
+                .joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
+
+    /// A second nodeguardd with the same state directory, whatever its socket
+    /// and deny-list, stops before it touches the kernel or the socket, and
+    /// names the first; so does `--remove-rules`.
+    func testASecondDaemonWithTheSameStateDirectoryChangesNothingAndNamesTheFirst() throws {
+        try setUpNode()
+        try node.writeDenyList(#"{"version": 1, "blocked": [{"port": 31002}]}"#)
+        try node.startDaemon()
+        XCTAssertEqual(try node.ctl("block", "31003").status, 0)
+        let first = try XCTUnwrap(node.daemon?.pid)
+        let before = try mangleTables()
+        XCTAssertTrue(before.contains("--dport 31002") && before.contains("--dport 31003"), before)
+        // The first daemon repairs any change at once, so the tables alone could
+        // look untouched after a change: its repair count says whether one happened.
+        let repairs = try XCTUnwrap(node.status()["repairs"] as? Int)
+        // The second one's deny-list is empty: had it applied it, 31002 would be open.
+        let emptyList = node.directory.appendingPathComponent("empty.json").path
+        try #"{"version": 1, "blocked": []}"#.write(toFile: emptyList, atomically: true, encoding: .utf8)
+        let otherSocket = node.directory.appendingPathComponent("other.sock").path
+
+        for (socket, extra) in [(node.socketPath, [String]()), (otherSocket, []), (otherSocket, ["--remove-rules"])] {
+            let started = ContinuousClock.now
+            let second = try runProgram(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--config", emptyList,
+                                         "--state-dir", node.stateDirectory, "--socket", socket] + extra, timeout: .seconds(15))
+            let output = String(decoding: second.stderr, as: UTF8.self)
+            XCTAssertEqual(second.status, 1, "\(socket) \(extra): the second daemon must stop: \(output)")
+            XCTAssertLessThan(ContinuousClock.now - started, .seconds(5), "it stops at once")
+            XCTAssertTrue(output.contains("another nodeguardd (PID \(first)) is running with state directory \(node.stateDirectory); stop it first"),
+                          "\(extra): \(output)")
+            XCTAssertEqual(try mangleTables(), before, "\(socket) \(extra): the first daemon's rules are byte for byte as they were")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: otherSocket), "the second daemon made no socket")
+            let status = try node.status()
+            XCTAssertEqual(status["pid"] as? Int, Int(first), "the first daemon still serves its socket")
+            XCTAssertEqual(status["repairs"] as? Int, repairs, "\(socket) \(extra): nothing changed the first daemon's rules, not even for a moment")
+        }
+        XCTAssertFalse(node.daemonLog.contains("repaired drift"), node.daemonLog)
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31003))
+        XCTAssertTrue(node.daemon?.isRunning ?? false)
+
+        // Once the first has stopped, the lock is free again.
+        node.stopDaemon()
+        try node.startDaemon()
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31003))
+    }
+
     func testRemoveRulesLeavesNoNodeGuardRuleAndKeepsForeignOnes() throws {
         try setUpNode()
         try node.writeDenyList(#"{"version": 1, "blocked": [{"port": 31002}, {"port": 31900, "protocol": "udp"}]}"#)
         try node.startDaemon()
         node.stopDaemon()
         try node.inNode("iptables-legacy -t mangle -A PREROUTING -j MARK --set-mark 7 && iptables-legacy -t mangle -N FOREIGN")
-        let result = try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules"])
+        let result = try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules", "--state-dir", node.stateDirectory])
         XCTAssertEqual(result.status, 0, result.stderr)
         let v4 = try runCommand(["ip", "netns", "exec", node.node, "iptables-legacy-save", "-t", "mangle"]).stdout
         let v6 = try runCommand(["ip", "netns", "exec", node.node, "ip6tables-legacy-save", "-t", "mangle"]).stdout
@@ -89,7 +147,7 @@ final class DaemonLifecycleTests: NodeTestCase {
         XCTAssertTrue(v4.contains("-A PREROUTING -j MARK --set-xmark 0x7/0xffffffff") && v4.contains(":FOREIGN"), v4)
         XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002))
         // Running it again finds nothing to do.
-        XCTAssertEqual(try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules"]).status, 0)
+        XCTAssertEqual(try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules", "--state-dir", node.stateDirectory]).status, 0)
     }
 
     func testSCTPAndTheWholeNodePortRange() throws {

@@ -107,7 +107,7 @@ final class FaultTests: NodeTestCase {
             }
         }
         // --remove-rules after all of that leaves nothing of NodeGuard's.
-        let removal = try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules"])
+        let removal = try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules", "--state-dir", node.stateDirectory])
         XCTAssertEqual(removal.status, 0, removal.stderr)
         for ipv6 in [false, true] {
             XCTAssertFalse(try node.mangleRules(ipv6: ipv6).contains { $0.contains("NODEGUARD") })

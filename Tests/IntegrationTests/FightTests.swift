@@ -93,7 +93,7 @@ final class FightTests: NodeTestCase {
         rival.signal(SIGKILL)
         rival.wait()
         node.stopDaemon()
-        let removal = try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules"])
+        let removal = try runCommand(["ip", "netns", "exec", node.node, TestPaths.nodeguardd, "--remove-rules", "--state-dir", node.stateDirectory])
         XCTAssertEqual(removal.status, 0, removal.stderr)
         XCTAssertFalse(try node.inNode("iptables-legacy-save -t raw; ip6tables-legacy-save -t raw").stdout.contains("NODEGUARD"))
     }

@@ -27,5 +27,9 @@ final class MetricsIntegrationTests: NodeTestCase {
         // No temporary file is left next to the textfile.
         let siblings = try FileManager.default.contentsOfDirectory(atPath: node.directory.path)
         XCTAssertFalse(siblings.contains { $0.hasPrefix("nodeguard.prom.tmp") }, "\(siblings)")
+        // node_exporter reads it as a user of its own.
+        var info = stat()
+        XCTAssertEqual(stat(textfile, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o644)
     }
 }

@@ -207,7 +207,7 @@ final class ControlResponseTests: XCTestCase {
         let codes: [NodeGuardError.Code] = [
             .invalidDenyList, .invalidRequest, .unsupportedVersion, .messageTooLarge, .notFound, .conflict, .configEntry,
             .netfilterUnavailable, .permissionDenied, .netfilterFailure, .lockTimeout, .ioFailure, .daemonUnreachable,
-            .shuttingDown, NodeGuardError.Code(rawValue: "some_future_code"),
+            .shuttingDown, .busy, .noAnswer, NodeGuardError.Code(rawValue: "some_future_code"),
         ]
         for code in codes {
             let error = NodeGuardError(code, "31002/tcp: \"quoted\" and\nmultiline é")

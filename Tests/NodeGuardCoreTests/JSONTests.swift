@@ -485,4 +485,17 @@ final class JSONTests: XCTestCase {
         XCTAssertNil(value["b"]?.stringValue)
         XCTAssertNil(value["s"]?.arrayValue)
     }
+
+    /// `nodeguardctl metrics` reads one string of 20+ MB with escapes on every
+    /// line. Parsing it copied the string built so far at each escape, so it
+    /// took minutes; it must take time in proportion to its length.
+    func testALongStringWithManyEscapesParsesInLinearTime() throws {
+        let line = "nodeguard_dropped_bytes_total{family=\"ipv4\",port=\"31002\",protocol=\"tcp\"} 720\n"
+        let text = String(repeating: line, count: 100_000)   // 8.4 MB, 600,000 escapes once serialised
+        let document = JSON.serialize(.object(["text": .string(text)]))
+        let start = ContinuousClock.now
+        let parsed = try JSON.parse(document)
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(10), "about 1 s in a debug build; quadratic took minutes")
+        XCTAssertEqual(parsed["text"]?.stringValue, text)
+    }
 }

@@ -8,7 +8,8 @@ import Glibc
 /// peer (SO_PEERCRED and SO_PEERGROUPS), never on anything the client says:
 /// root, or a member of the control group (`nodeguard` by default). The
 /// socket file's mode (0660 root:nodeguard) says the same; this check holds
-/// even if someone loosens that mode.
+/// even if someone loosens that mode. Anyone else's connection is answered
+/// with one line and closed as soon as it is accepted.
 public struct ControlAccess: Sendable {
     /// The peer of one connection.
     public struct Peer: Sendable, Hashable {
@@ -41,15 +42,16 @@ public struct ControlAccess: Sendable {
         self.groupID = groupID
     }
 
-    /// nil when allowed, else the error to answer with.
-    public func check(_ request: ControlRequest, from peer: Peer) -> NodeGuardError? {
+    /// nil when `peer` may use the socket, else the error to answer with
+    /// before closing the connection. Checked once, at accept: the kernel's
+    /// record of the peer does not change for the connection's life.
+    public func check(_ peer: Peer) -> NodeGuardError? {
         if peer.uid == 0 { return nil }
         if let groupID, peer.gid == groupID || peer.groups.contains(groupID) { return nil }
-        let what = request.isMutating ? "change NodeGuard's blocks" : "read NodeGuard's state"
         let group = groupID == nil ? "root only: the group '\(groupName)' does not exist on this node"
                                    : "root or members of the group '\(groupName)'"
         return NodeGuardError(.permissionDenied,
-            "uid \(peer.uid) may not \(what) (\(request.command)): nodeguardd serves \(group); ask an administrator to add you to it, or use sudo")
+            "uid \(peer.uid) may not use nodeguardd's control socket: it serves \(group); ask an administrator to add you to it, or use sudo")
     }
 
     /// The connecting process as the kernel saw it at connect().

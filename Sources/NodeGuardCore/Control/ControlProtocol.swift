@@ -8,8 +8,12 @@
 /// Commands: block (entry), unblock (port, protocol), list, status, reload, metrics, nodeports, explain (port, protocol).
 public enum ControlProtocol {
     public static let version = 1
-    /// A longer line is refused with `message_too_large` and the connection closed.
+    /// A longer request line is refused with `message_too_large` and the connection closed.
     public static let maximumMessageBytes = 64 * 1024
+    /// The longest answer a client reads, and so the longest the daemon sends
+    /// (it answers `message_too_large` instead). `metrics` with 65,535
+    /// blocked ports, both families, is about 23 MB.
+    public static let maximumResponseBytes = 64 << 20
     public static let defaultSocketPath = "/run/nodeguard/nodeguard.sock"
 }
 

@@ -8,15 +8,38 @@ import Glibc
 #endif
 
 /// Serves the control socket: accepts connections on a thread of its own and
-/// serves each on its own thread (blocking reads with timeouts), handing each
+/// serves each on its own thread (blocking reads with deadlines), handing each
 /// request to `handler`, which queues it on the reconcile loop.
+///
+/// Nobody who may connect can take the socket away from root: a peer that is
+/// neither root nor in the control group is answered and closed at accept and
+/// never takes a slot; a request line must arrive whole within a deadline that
+/// trickling bytes do not extend; and the last slots are kept for root.
 public final class ControlServer: Service, @unchecked Sendable {
     public typealias Handler = @Sendable (ControlRequest, RequestOrigin) async -> ControlResponse
 
-    /// A connection that sends nothing for this long is closed.
-    public static let idleTimeoutSeconds = 10
-    /// More simultaneous connections than this are refused at once.
-    public static let maximumConnections = 256
+    /// The server's limits: the defaults in production, smaller in tests.
+    public struct Limits: Sendable {
+        /// A request line must arrive whole within this long of the connection
+        /// opening (or of the previous answer), and each answer be taken by the
+        /// client within this long; bytes that trickle in do not extend it.
+        public var timeout: Duration
+        /// Connections served at once.
+        public var maximumConnections: Int
+        /// Of those, the last ones are for root only, so root's `block` and
+        /// `status` work while the group's members hold every other slot.
+        public var rootReserve: Int
+        /// A longer answer is replaced by a `message_too_large` error.
+        public var maximumResponseBytes: Int
+
+        public init(timeout: Duration = .seconds(10), maximumConnections: Int = 256, rootReserve: Int = 16,
+                    maximumResponseBytes: Int = ControlProtocol.maximumResponseBytes) {
+            self.timeout = timeout
+            self.maximumConnections = maximumConnections
+            self.rootReserve = rootReserve
+            self.maximumResponseBytes = maximumResponseBytes
+        }
+    }
 
     private let listener: Int32
     private let path: String
@@ -27,19 +50,23 @@ public final class ControlServer: Service, @unchecked Sendable {
     private let handler: Handler
     private let logger: Logger
     private let access: ControlAccess
+    public let limits: Limits
     // Guarded by `lock`.
     private let lock = ConditionLock()
     private var connections = 0
+    // Used by the accept loop's thread only.
+    private var refusals = RefusalLog()
 
     /// Takes the socket systemd passed (socket activation), or binds `path`
     /// now, so a start-up problem (path in use, no permission) is reported
     /// before the daemon says it is ready.
-    public init(path: String, logger: Logger, access: ControlAccess = ControlAccess(),
+    public init(path: String, logger: Logger, access: ControlAccess = ControlAccess(), limits: Limits = Limits(),
                 handler: @escaping Handler) throws(NodeGuardError) {
         self.path = path
         self.handler = handler
         self.logger = logger
         self.access = access
+        self.limits = limits
         if let passed = try SocketActivation.listeningUnixSocket() {
             listener = passed
             ownsPath = false
@@ -136,19 +163,31 @@ public final class ControlServer: Service, @unchecked Sendable {
                 return
             }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            let peer = ControlAccess.peer(of: fd)
+            if let refusal = access.check(peer) {
+                UnixSocket.sendNow(fd, ControlResponse.failure(refusal).encoded())
+                close(fd)
+                if let line = refusals.note(peer) {
+                    logger.warning("\(line)", metadata: ["peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)", "action": "refused"])
+                }
+                continue
+            }
             lock.lock()
-            let admitted = connections < Self.maximumConnections
+            let slots = peer.uid == 0 ? limits.maximumConnections : limits.maximumConnections - limits.rootReserve
+            let admitted = connections < slots
             if admitted { connections += 1 }
             lock.unlock()
             guard admitted else {
-                _ = UnixSocket.writeAll(fd, ControlResponse.failure(
-                    NodeGuardError(.shuttingDown, "too many control connections; retry")).encoded())
+                let whose = peer.uid == 0 ? "all \(slots) connections it serves"
+                    : "all \(slots) connections it serves to users other than root (the other \(limits.rootReserve) are kept for root)"
+                UnixSocket.sendNow(fd, ControlResponse.failure(NodeGuardError(.busy,
+                    "nodeguardd is busy: \(whose) are in use; retry in a moment")).encoded())
                 close(fd)
                 continue
             }
             do {
                 try startThread(name: "ng-client", stackSize: 512 * 1024) { [self] in
-                    serve(fd)
+                    serve(fd, peer: peer)
                     close(fd)
                     lock.lock()
                     connections -= 1
@@ -163,43 +202,50 @@ public final class ControlServer: Service, @unchecked Sendable {
                 // Out of threads: refuse this client, keep serving.
                 lock.withLock { connections -= 1 }
                 logger.error("control socket: \(error.message)")
-                _ = UnixSocket.writeAll(fd, ControlResponse.failure(
-                    NodeGuardError(.shuttingDown, "nodeguardd cannot take more connections now; retry")).encoded())
+                UnixSocket.sendNow(fd, ControlResponse.failure(
+                    NodeGuardError(.busy, "nodeguardd cannot take more connections now; retry in a moment")).encoded())
                 close(fd)
             }
         }
     }
 
-    private func serve(_ fd: Int32) {
-        UnixSocket.setTimeouts(fd, seconds: Self.idleTimeoutSeconds)
-        let peer = ControlAccess.peer(of: fd)
+    private func serve(_ fd: Int32, peer: ControlAccess.Peer) {
         let origin = peer.origin
         var reader = UnixSocket.LineReader(fd: fd, limit: ControlProtocol.maximumMessageBytes)
+        var deadline = ContinuousClock.now + limits.timeout
         while true {
             let response: ControlResponse
-            switch reader.next() {
+            var command = "the request"
+            switch reader.next(until: deadline) {
             case .endOfStream, .failed:
                 return
+            case .timedOut:
+                UnixSocket.sendNow(fd, ControlResponse.failure(NodeGuardError(.invalidRequest,
+                    "no complete request line within \(limits.timeout) of connecting or of the last answer; closing the connection")).encoded())
+                return
             case .tooLong:
-                _ = UnixSocket.writeAll(fd, ControlResponse.failure(NodeGuardError(.messageTooLarge,
+                UnixSocket.sendNow(fd, ControlResponse.failure(NodeGuardError(.messageTooLarge,
                     "request longer than \(ControlProtocol.maximumMessageBytes) bytes; closing the connection")).encoded())
                 return
             case .line(let line):
+                // A blank line is no request, and does not extend the deadline.
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d }) { continue }
                 do {
                     let request = try ControlRequest.decode(line)
-                    if let refusal = access.check(request, from: peer) {
-                        logger.warning("refused \(request.command) from \(origin)", metadata: [
-                            "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)", "action": "refused"])
-                        response = .failure(refusal)
-                    } else {
-                        response = Self.wait(for: request, from: origin, handler: handler)
-                    }
+                    command = request.command
+                    response = Self.wait(for: request, from: origin, handler: handler)
                 } catch {
                     response = .failure(error)
                 }
             }
-            guard UnixSocket.writeAll(fd, response.encoded()) else { return }
+            var text = response.encoded()
+            if text.utf8.count > limits.maximumResponseBytes {
+                logger.error("control socket: the answer to \(command) is \(text.utf8.count) bytes, over the \(limits.maximumResponseBytes) a client reads; sent an error instead")
+                text = ControlResponse.failure(NodeGuardError(.messageTooLarge,
+                    "the answer to \(command) is \(text.utf8.count) bytes, more than the \(limits.maximumResponseBytes) bytes a client reads; ask for less (`nodeguardctl explain PORT` for one port), or read the metrics from `nodeguardd --metrics-textfile`")).encoded()
+            }
+            guard UnixSocket.writeAll(fd, text, until: .now + limits.timeout) else { return }
+            deadline = .now + limits.timeout
         }
     }
 
@@ -219,5 +265,23 @@ public final class ControlServer: Service, @unchecked Sendable {
             while box.response == nil { box.lock.wait() }
             return box.response!
         }
+    }
+}
+
+/// Refused connections are logged at most once a second, with how many were
+/// refused in between, so a flood of them cannot flood the log.
+struct RefusalLog {
+    private var last: ContinuousClock.Instant?
+    private var unlogged = 0
+
+    /// The line to log for this refusal, or nil to count it silently.
+    mutating func note(_ peer: ControlAccess.Peer, at now: ContinuousClock.Instant = .now) -> String? {
+        if let last, now - last < .seconds(1) {
+            unlogged += 1
+            return nil
+        }
+        defer { last = now; unlogged = 0 }
+        let more = unlogged > 0 ? " (and \(unlogged) more since the last such line)" : ""
+        return "refused control connection from uid \(peer.uid) gid \(peer.gid) pid \(peer.pid): not root nor in the control group\(more)"
     }
 }

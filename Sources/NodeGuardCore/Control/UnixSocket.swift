@@ -29,8 +29,10 @@ enum UnixSocket {
             }
         }
         guard result == 0 else {
+            let code = errno
             let error = ioError("cannot connect to \(path)")
             close(fd)
+            errno = code   // callers tell "nothing there" from "not allowed" by it
             throw error
         }
         return fd
@@ -42,14 +44,24 @@ enum UnixSocket {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    static func writeAll(_ fd: Int32, _ text: String) -> Bool {
+    /// Sends `text` and a newline. With a deadline, gives up (false) when the
+    /// peer has not taken it all by then, however slowly it reads.
+    static func writeAll(_ fd: Int32, _ text: String, until deadline: ContinuousClock.Instant? = nil) -> Bool {
         var bytes = Array(text.utf8)
         bytes.append(UInt8(ascii: "\n"))
         var sent = 0
         while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if let deadline {
+                guard let wait = millisecondsLeft(until: deadline) else { return false }
+                var ready = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let polled = poll(&ready, 1, wait)
+                if polled < 0 && errno != EINTR { return false }
+                if polled <= 0 { continue }
+            }
+            let flags = Int32(MSG_NOSIGNAL) | (deadline == nil ? 0 : Int32(MSG_DONTWAIT))
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, flags) }
             if n < 0 {
-                if errno == EINTR { continue }
+                if errno == EINTR || (deadline != nil && (errno == EAGAIN || errno == EWOULDBLOCK)) { continue }
                 return false
             }
             sent += n
@@ -57,10 +69,27 @@ enum UnixSocket {
         return true
     }
 
+    /// One line for a peer about to be closed: sent only if the socket takes
+    /// it at once (a fresh connection always does), never waited for.
+    static func sendNow(_ fd: Int32, _ text: String) {
+        let bytes = Array((text + "\n").utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+    }
+
+    /// Milliseconds to `deadline` for poll(), at least 1; nil once it has passed.
+    static func millisecondsLeft(until deadline: ContinuousClock.Instant) -> Int32? {
+        let left = deadline - ContinuousClock.now
+        guard left > .zero else { return nil }
+        let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+        return Int32(clamping: max(1, ms))
+    }
+
     enum ReadResult {
         case line([UInt8])
         case endOfStream
         case tooLong
+        /// The deadline passed before a whole line arrived.
+        case timedOut
         case failed(Int32)
     }
 
@@ -69,23 +98,37 @@ enum UnixSocket {
         let fd: Int32
         let limit: Int
         private var buffer: [UInt8] = []
+        /// `buffer[..<scanned]` holds no newline: each byte is looked at once,
+        /// however many reads a long line (a 20 MB answer) takes.
+        private var scanned = 0
+        private var chunk = [UInt8](repeating: 0, count: 65536)
 
         init(fd: Int32, limit: Int) {
             self.fd = fd
             self.limit = limit
         }
 
-        mutating func next() -> ReadResult {
-            var chunk = [UInt8](repeating: 0, count: 16384)
+        /// The next line. With a deadline, the whole line must arrive by then:
+        /// bytes that trickle in do not extend it.
+        mutating func next(until deadline: ContinuousClock.Instant? = nil) -> ReadResult {
             while true {
-                if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                     let line = Array(buffer[..<newline])
                     buffer.removeSubrange(...newline)
+                    scanned = 0
                     if line.count > limit { return .tooLong }
                     return .line(line)
                 }
+                scanned = buffer.count
                 if buffer.count > limit { return .tooLong }
-                let n = recv(fd, &chunk, chunk.count, 0)
+                if let deadline {
+                    guard let wait = millisecondsLeft(until: deadline) else { return .timedOut }
+                    var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    let polled = poll(&ready, 1, wait)
+                    if polled < 0 && errno != EINTR { return .failed(errno) }
+                    if polled <= 0 { continue }
+                }
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 if n < 0 {
                     if errno == EINTR { continue }
                     return .failed(errno)
@@ -93,7 +136,7 @@ enum UnixSocket {
                 if n == 0 {
                     // A last line without its newline still counts (the peer half-closed).
                     if buffer.isEmpty { return .endOfStream }
-                    defer { buffer.removeAll() }
+                    defer { buffer.removeAll(); scanned = 0 }
                     return .line(buffer)
                 }
                 buffer += chunk[0..<n]

@@ -261,41 +261,46 @@ private struct Parser {
 
     mutating func parseString() throws(JSONSyntaxError) -> String {
         index += 1   // opening quote
-        var scalars = String.UnicodeScalarView()
+        // UTF-8 bytes, each run checked as it is copied. (Appending to a
+        // String.UnicodeScalarView copied it whole each time: a 20 MB string
+        // with a few escapes per line took minutes.)
+        var utf8: [UInt8] = []
         var runStart = index
-        func flushRun(_ p: Parser, to scalars: inout String.UnicodeScalarView, upTo end: Int) throws(JSONSyntaxError) {
+        func flushRun(_ p: Parser, to utf8: inout [UInt8], upTo end: Int) throws(JSONSyntaxError) {
             guard runStart < end else { return }
-            guard let text = String(validating: p.bytes[runStart..<end], as: UTF8.self) else {
+            let run = p.bytes[runStart..<end]
+            guard String(validating: run, as: UTF8.self) != nil else {
                 throw p.error("invalid UTF-8 in a string", at: runStart)
             }
-            scalars.append(contentsOf: text.unicodeScalars)
+            utf8.append(contentsOf: run)
         }
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let b = bytes[index]
             if b == UInt8(ascii: "\"") {
-                try flushRun(self, to: &scalars, upTo: index)
+                try flushRun(self, to: &utf8, upTo: index)
                 index += 1
-                return String(scalars)
+                return String(decoding: utf8, as: UTF8.self)
             }
             if b < 0x20 {
                 throw error(b == 0 ? "NUL byte in a string" : "unescaped control character in a string")
             }
             if b != UInt8(ascii: "\\") { index += 1; continue }
-            try flushRun(self, to: &scalars, upTo: index)
+            try flushRun(self, to: &utf8, upTo: index)
             index += 1
             guard index < bytes.count else { throw error("unterminated escape") }
             let escape = bytes[index]
             index += 1
+            let scalar: Unicode.Scalar
             switch escape {
-            case UInt8(ascii: "\""): scalars.append("\"")
-            case UInt8(ascii: "\\"): scalars.append("\\")
-            case UInt8(ascii: "/"): scalars.append("/")
-            case UInt8(ascii: "b"): scalars.append("\u{08}")
-            case UInt8(ascii: "f"): scalars.append("\u{0C}")
-            case UInt8(ascii: "n"): scalars.append("\n")
-            case UInt8(ascii: "r"): scalars.append("\r")
-            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "\""): scalar = "\""
+            case UInt8(ascii: "\\"): scalar = "\\"
+            case UInt8(ascii: "/"): scalar = "/"
+            case UInt8(ascii: "b"): scalar = "\u{08}"
+            case UInt8(ascii: "f"): scalar = "\u{0C}"
+            case UInt8(ascii: "n"): scalar = "\n"
+            case UInt8(ascii: "r"): scalar = "\r"
+            case UInt8(ascii: "t"): scalar = "\t"
             case UInt8(ascii: "u"):
                 var code = try parseHex4()
                 if (0xD800...0xDBFF).contains(code) {
@@ -309,12 +314,14 @@ private struct Parser {
                 } else if (0xDC00...0xDFFF).contains(code) {
                     throw error("unpaired surrogate in \\u escape")
                 }
-                guard let scalar = Unicode.Scalar(code) else { throw error("invalid \\u escape") }
-                scalars.append(scalar)
+                guard let decoded = Unicode.Scalar(code) else { throw error("invalid \\u escape") }
+                scalar = decoded
             default:
                 throw error("invalid escape in a string")
             }
+            UTF8.encode(scalar) { utf8.append($0) }
             runStart = index
         }
     }
 }
+

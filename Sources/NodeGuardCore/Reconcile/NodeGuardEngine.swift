@@ -65,6 +65,8 @@ public final class NodeGuardEngine {
     private var textfileWritten: ContinuousClock.Instant?
     /// The textfile is rewritten at most this often (and after every change).
     static let textfileInterval: Duration = .seconds(15)
+    /// node_exporter runs as a user of its own and must read the textfile; it holds only counters.
+    static let textfileMode: mode_t = 0o644
 
     public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger) {
         self.configuration = configuration
@@ -492,7 +494,7 @@ public final class NodeGuardEngine {
         let now = ContinuousClock.now
         if !force, let written = textfileWritten, now - written < Self.textfileInterval { return }
         do {
-            try writeDurably(Array(metrics().render().utf8), to: path)
+            try writeDurably(Array(metrics().render().utf8), to: path, mode: Self.textfileMode)
             textfileWritten = now
         } catch {
             logger.error("metrics textfile: \(error.message)")

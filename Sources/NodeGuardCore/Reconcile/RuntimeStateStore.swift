@@ -58,11 +58,21 @@ func makeDirectory(_ path: String) throws(NodeGuardError) {
     try makeDirectories(path, mode: 0o750)
 }
 
-func writeDurably(_ bytes: [UInt8], to path: String) throws(NodeGuardError) {
+/// Replaces `path` atomically: a new temporary file in the same directory,
+/// fsync, rename over `path`, fsync the directory. A crash leaves the old or
+/// the new file. The directory may belong to someone else (node_exporter's
+/// textfile directory): the temporary file has an unpredictable name and is
+/// created with O_EXCL|O_NOFOLLOW, so a file or symlink planted there is never
+/// opened, and `mode` is set on the new file itself whatever the umask.
+func writeDurably(_ bytes: [UInt8], to path: String, mode: mode_t = 0o640) throws(NodeGuardError) {
     let directory = parentDirectory(of: path)
-    let temporary = "\(path).tmp.\(getpid())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-    guard fd >= 0 else { throw ioError("cannot write \(temporary)") }
+    let (fd, temporary) = try createTemporaryFile(beside: path)
+    if fchmod(fd, mode) != 0 {
+        let error = ioError("cannot set the mode of \(temporary)")
+        close(fd)
+        unlink(temporary)
+        throw error
+    }
     var written = 0
     while written < bytes.count {
         let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -92,6 +102,21 @@ func writeDurably(_ bytes: [UInt8], to path: String) throws(NodeGuardError) {
         defer { close(dirfd) }
         if fsync(dirfd) != 0 { throw ioError("cannot sync directory \(directory)") }
     }
+}
+
+/// Creates `PATH.tmp.XXXXXXXXXXXX` (12 random letters and digits, like
+/// mkstemp's) with O_EXCL|O_NOFOLLOW, trying new names while one exists.
+private func createTemporaryFile(beside path: String) throws(NodeGuardError) -> (fd: Int32, path: String) {
+    let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<100 {
+        let suffix = String(decoding: (0..<12).map { _ in alphabet.randomElement(using: &generator)! }, as: UTF8.self)
+        let temporary = "\(path).tmp.\(suffix)"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd >= 0 { return (fd, temporary) }
+        if errno != EEXIST { throw ioError("cannot create a temporary file to replace \(path)") }
+    }
+    throw NodeGuardError(.ioFailure, "cannot create a temporary file to replace \(path): 100 random names were all taken; remove \(path).tmp.* files")
 }
 
 func ioError(_ action: String) -> NodeGuardError {

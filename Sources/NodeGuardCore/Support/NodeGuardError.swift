@@ -34,6 +34,10 @@ public struct NodeGuardError: Error, Sendable, Hashable, CustomStringConvertible
         public static let daemonUnreachable = Code(rawValue: "daemon_unreachable")
         /// The daemon is shutting down.
         public static let shuttingDown = Code(rawValue: "shutting_down")
+        /// The daemon serves as many connections as it takes: retry.
+        public static let busy = Code(rawValue: "busy")
+        /// The daemon took the connection but gave no answer (in time).
+        public static let noAnswer = Code(rawValue: "no_answer")
     }
 
     public var code: Code
