@@ -481,6 +481,7 @@ final class RulePlannerTests: XCTestCase {
         for round in 0..<80 {
             var seen: Set<PortKey> = []
             var entries: [String] = []
+            var sourceCount = 0
             let count = [0, 1, 16, 17, 300, 2000].randomElement(using: &rng)!
             let clustered = Bool.random(using: &rng)
             while entries.count < count {
@@ -489,7 +490,9 @@ final class RulePlannerTests: XCTestCase {
                 guard seen.insert(PortKey(port: port, transport: transport)).inserted else { continue }
                 let family = FamilySelection.allCases.randomElement(using: &rng)!
                 let covered = AddressFamily.allCases.filter { family.includes($0) }
-                let allow = covered.flatMap { networks[$0]! }.filter { _ in Int.random(in: 0..<3, using: &rng) == 0 }
+                var allow = covered.flatMap { networks[$0]! }.filter { _ in Int.random(in: 0..<3, using: &rng) == 0 }
+                if sourceCount + allow.count > DenyListLimits.sources { allow = [] }
+                sourceCount += allow.count
                 let reason = Bool.random(using: &rng) ? #","reason":"\#(longReason)""# : ""
                 let sources = allow.map { "\"\($0)\"" }.joined(separator: ",")
                 entries.append(#"{"port":\#(port),"protocol":"\#(transport.rawValue)","family":"\#(family.rawValue)","allowFrom":[\#(sources)]\#(reason)}"#)

@@ -22,6 +22,8 @@ public enum AddressFamily: String, Sendable, Hashable, CaseIterable {
     case ipv4, ipv6
 
     public var addressByteCount: Int { self == .ipv4 ? 4 : 16 }
+    /// "IPv4" or "IPv6", for messages.
+    public var displayName: String { self == .ipv4 ? "IPv4" : "IPv6" }
     public var maximumPrefixLength: Int { addressByteCount * 8 }
 }
 

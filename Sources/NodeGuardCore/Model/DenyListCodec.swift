@@ -68,6 +68,9 @@ public enum DenyListCodec {
             problems.append(.init(path: "blocked", message: "expected an array, found \(blocked.typeDescription)"))
             return nil
         }
+        if let problem = DenyListLimits.entriesProblem(items.count) {
+            problems.append(.init(path: "blocked", message: problem))
+        }
         var entries: [BlockEntry] = []
         var firstIndex: [PortKey: Int] = [:]
         for (index, item) in items.enumerated() {
@@ -79,6 +82,9 @@ public enum DenyListCodec {
             }
             firstIndex[entry.key] = index
             entries.append(entry)
+        }
+        if let problem = DenyListLimits.sourcesProblem(DenyListLimits.sourceCount(entries)) {
+            problems.append(.init(path: "blocked", message: problem))
         }
         return DenyList(entries: entries)
     }
@@ -127,6 +133,8 @@ public enum DenyListCodec {
         var allowFrom: [CIDR] = []
         if let v = fields["allowFrom"] {
             if case .array(let items) = v {
+                if let problem = DenyListLimits.sourcesPerEntryProblem(items.count) { report("allowFrom", problem) }
+                var seen: Set<CIDR> = []
                 for (i, item) in items.enumerated() {
                     guard case .string(let text) = item else {
                         report("allowFrom[\(i)]", "expected a CIDR string, found \(item.typeDescription)")
@@ -134,8 +142,17 @@ public enum DenyListCodec {
                     }
                     do {
                         let cidr = try CIDR(parsing: text)
-                        if allowFrom.contains(cidr) { report("allowFrom[\(i)]", "\(cidr) is listed twice") }
-                        else { allowFrom.append(cidr) }
+                        if !seen.insert(cidr).inserted {
+                            report("allowFrom[\(i)]", "\(cidr) is listed twice")
+                        } else if !family.includes(cidr.family) {
+                            // It would never become a rule, yet it would be kept and written back.
+                            report("allowFrom[\(i)]", """
+                                \(cidr) is an \(cidr.family.displayName) source, but the entry covers \(family.rawValue) only \
+                                ("family": "\(family.rawValue)"), so it would never be used; remove it, or set "family" to "both"
+                                """)
+                        } else {
+                            allowFrom.append(cidr)
+                        }
                     } catch {
                         report("allowFrom[\(i)]", error.message)
                     }

@@ -74,6 +74,7 @@ public final class NodeGuardEngine {
     public func start() throws(NodeGuardError) {
         configEntries = try Self.loadConfig(configuration.configPath)
         runtimeEntries = try store.load()
+        try checkLimits()
         let changes = try applyEffective()
         lastApply = Date()
         lastVerify = lastApply
@@ -306,6 +307,7 @@ public final class NodeGuardEngine {
         } else {
             updated.append(entry)
         }
+        try checkLimits(blocking: entry)
         let changes = try commitRuntime(updated)
         logger.info("blocked \(entry.key)", metadata: [
             "port": "\(entry.port)", "protocol": "\(entry.transport.rawValue)",
@@ -364,6 +366,7 @@ public final class NodeGuardEngine {
         let previous = configEntries
         configEntries = entries
         do {
+            try checkLimits()
             let changes = try applyEffective()
             lastApply = Date()
             for change in changes { logger.info("applied: \(change)") }
