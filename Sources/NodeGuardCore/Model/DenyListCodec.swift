@@ -205,10 +205,19 @@ public enum DenyListCodec {
         return .object(fields)
     }
 
-    public static func encode(_ list: DenyList) -> String {
-        JSON.serialize(.object([
-            "version": .number(String(DenyList.currentVersion)),
-            "blocked": .array(list.entries.map(encodeEntry)),
-        ]), pretty: true) + "\n"
+    /// The deny-list format, indented for people; `compact` (the runtime
+    /// state file) writes each entry on one line without spaces, which is a
+    /// fraction of the size and still reads and greps line by line.
+    public static func encode(_ list: DenyList, compact: Bool = false) -> String {
+        guard compact else {
+            return JSON.serialize(.object([
+                "version": .number(String(DenyList.currentVersion)),
+                "blocked": .array(list.entries.map(encodeEntry)),
+            ]), pretty: true) + "\n"
+        }
+        // Keys in the order JSON.serialize sorts them: "blocked", then "version".
+        let entries = list.entries.map { JSON.serialize(encodeEntry($0)) }
+        return "{\"blocked\":[" + (entries.isEmpty ? "" : "\n" + entries.joined(separator: ",\n") + "\n")
+            + "],\"version\":\(DenyList.currentVersion)}\n"
     }
 }
