@@ -37,6 +37,11 @@ final class LimitsTests: NodeTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: node.stateDirectory + "/runtime.json")), state, "the state is untouched")
         XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002), "31002 stays open: the refused block changed nothing")
         XCTAssertEqual(try node.status()["healthy"] as? Bool, true)
+
+        // A block that lets every IPv4 source through is done, and the CLI says what it means.
+        let open = try node.ctl("block", "31004", "--allow-from", "0.0.0.0/0")
+        XCTAssertEqual(open.status, 0, open.stderr)
+        XCTAssertTrue(open.stderr.contains("nodeguardctl: warning: lets every IPv4 source through (0.0.0.0/0), so 31004/tcp is not blocked over IPv4 at all"), open.stderr)
     }
 
     /// A deny-list one entry short of the limits (4,095 entries, 4,032
@@ -105,5 +110,34 @@ final class LimitsTests: NodeTestCase {
         let line = save.split(separator: "\n").first { $0.contains("-s 198.18.0.2/32") && $0.contains("--dport 31002 ") }
         guard let line, line.hasPrefix("["), let end = line.firstIndex(of: ":") else { return -1 }
         return Int(line[line.index(after: line.startIndex)..<end]) ?? -1
+    }
+
+    /// `validate` says when an entry blocks nothing; exit 0 (the daemon
+    /// accepts such a list), exit 1 with --strict.
+    func testValidateWarnsAboutAnEntryThatBlocksNothing() throws {
+        try node.writeDenyList("""
+            {"version": 1, "blocked": [
+              {"port": 31002, "allowFrom": ["198.18.0.0/24"]},
+              {"port": 31003, "allowFrom": ["0.0.0.0/0", "::/0"]},
+              {"port": 31004, "family": "ipv4", "allowFrom": ["0.0.0.0/1", "128.0.0.0/1"]},
+              {"port": 31005, "allowFrom": ["::/0"]}
+            ]}
+            """)
+        let result = try node.ctl("validate", node.configPath)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "\(node.configPath): valid, 4 entries, 3 warnings\n")
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 3, result.stderr)
+        XCTAssertTrue(lines[0].hasPrefix("nodeguardctl: \(node.configPath): warning: blocked[1].allowFrom: lets every IPv4 and IPv6 source through (0.0.0.0/0, ::/0), so the entry blocks nothing"), lines[0])
+        XCTAssertTrue(lines[1].contains("warning: blocked[2].allowFrom: lets every IPv4 source through (2 networks that together cover every address), so the entry blocks nothing"), lines[1])
+        XCTAssertTrue(lines[2].contains("warning: blocked[3].allowFrom: lets every IPv6 source through (::/0), so 31005/tcp is not blocked over IPv6 at all"), lines[2])
+        let strict = try node.ctl("validate", "--strict", node.configPath)
+        XCTAssertEqual(strict.status, 1)
+        XCTAssertTrue(strict.stderr.contains("not accepted with --strict: 4 entries, 3 warnings"), strict.stderr)
+
+        try node.writeDenyList(#"{"version": 1, "blocked": [{"port": 31002, "allowFrom": ["198.18.0.0/24"]}]}"#)
+        let clean = try node.ctl("validate", "--strict", node.configPath)
+        XCTAssertEqual(clean.status, 0, clean.stderr)
+        XCTAssertEqual(clean.stderr, "")
     }
 }

@@ -1,8 +1,8 @@
 import XCTest
 @testable import NodeGuardCore
 
-/// Issue 14: the limits that bound NodeGuard's work, and sources of a family
-/// an entry does not cover.
+/// Issue 14: the limits that bound NodeGuard's work, sources of a family an
+/// entry does not cover, and entries that block nothing.
 final class DenyListLimitsTests: XCTestCase {
     /// `count` distinct IPv4 hosts, from `first` on.
     static func hosts(_ count: Int, from first: Int = 0) -> [String] {
@@ -120,5 +120,74 @@ final class DenyListLimitsTests: XCTestCase {
         XCTAssertEqual(sources?.code, .limitExceeded)
         XCTAssertTrue(sources?.message.hasPrefix("the effective list would hold 4097 allowFrom sources (4032 from /etc/d.json, 65 runtime); at most 4096: use wider CIDRs") == true,
                       sources?.message ?? "no error")
+    }
+
+    // MARK: entries that block nothing (issue 14, item 5)
+
+    private func open(_ family: FamilySelection, _ sources: [String]) -> [AddressFamily] {
+        BlockEntry(port: 32000, family: family, allowFrom: sources.map { cidr($0) }).familiesLetThroughEntirely
+    }
+
+    func testFamiliesLetThroughEntirely() {
+        XCTAssertEqual(open(.both, []), [])
+        XCTAssertEqual(open(.both, ["10.0.0.0/8", "2001:db8::/32"]), [])
+        XCTAssertEqual(open(.both, ["0.0.0.0/0"]), [.ipv4])
+        XCTAssertEqual(open(.both, ["::/0"]), [.ipv6])
+        XCTAssertEqual(open(.both, ["0.0.0.0/0", "::/0"]), [.ipv4, .ipv6])
+        XCTAssertEqual(open(.ipv4, ["0.0.0.0/0"]), [.ipv4])
+        XCTAssertEqual(open(.ipv6, ["::/0"]), [.ipv6])
+        XCTAssertEqual(open(.ipv6, ["0.0.0.0/0"]), [], "a family the entry does not cover does not count")
+        // Networks that together cover every address, in any order, overlapping or not.
+        XCTAssertEqual(open(.both, ["128.0.0.0/1", "0.0.0.0/1"]), [.ipv4])
+        XCTAssertEqual(open(.both, ["0.0.0.0/2", "0.0.0.0/1", "192.0.0.0/2", "128.0.0.0/2"]), [.ipv4])
+        XCTAssertEqual(open(.both, ["::/1", "8000::/1"]), [.ipv6])
+        // One address short is not everything.
+        XCTAssertEqual(open(.both, ["0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3", "224.0.0.0/4"]), [])
+        XCTAssertEqual(open(.both, ["0.0.0.0/1", "128.0.0.0/1"].dropLast() + ["255.255.255.255/32"]), [])
+        XCTAssertEqual(open(.both, ["::/1", "8000::/2", "c000::/2", "::/0"].dropLast()), [.ipv6])
+        XCTAssertEqual(open(.both, ["::/1", "8000::/2", "c000::/3"]), [])
+    }
+
+    /// Against an independent oracle (a walk down the prefix tree) on random
+    /// sets of short IPv4 prefixes, where covering everything is likely.
+    func testFamiliesLetThroughEntirelyAgreesWithAPrefixTreeWalkProperty() {
+        var rng = SplitMix64(seed: 0xA11)
+        func covers(_ networks: [(UInt32, Int)], prefix: UInt32, length: Int) -> Bool {
+            func contains(_ n: (UInt32, Int), _ p: UInt32, _ l: Int) -> Bool {
+                n.1 <= l && (n.1 == 0 || (n.0 >> (32 - n.1)) == (p >> (32 - n.1)))
+            }
+            if networks.contains(where: { contains($0, prefix, length) }) { return true }
+            guard length < 32, networks.contains(where: { $0.1 > length && contains((prefix, length), $0.0, $0.1) }) else { return false }
+            return covers(networks, prefix: prefix, length: length + 1)
+                && covers(networks, prefix: prefix | (UInt32(1) << (31 - length)), length: length + 1)
+        }
+        var covered = 0
+        for round in 0..<3000 {
+            let networks: [(UInt32, Int)] = (0..<Int.random(in: 0...8, using: &rng)).map { _ in
+                let length = Int.random(in: 0...4, using: &rng)
+                let address = length == 0 ? 0 : (UInt32.random(in: 0...UInt32.max, using: &rng) >> (32 - length)) << (32 - length)
+                return (address, length)
+            }
+            let text = Set(networks.map { "\($0.0 >> 24).\(($0.0 >> 16) & 255).\(($0.0 >> 8) & 255).\($0.0 & 255)/\($0.1)" })
+            let expected = covers(networks, prefix: 0, length: 0)
+            XCTAssertEqual(open(.ipv4, Array(text)) == [.ipv4], expected, "round \(round): \(text)")
+            if expected { covered += 1 }
+        }
+        XCTAssertGreaterThan(covered, 300, "both answers are well represented")
+    }
+
+    func testWarningsNameTheEntryTheFamilyAndWhatToDo() throws {
+        let list = try DenyListCodec.decode(Array(Self.document([
+            Self.entry(31001, sources: ["10.0.0.0/8"]),
+            Self.entry(31002, sources: ["0.0.0.0/0", "2001:db8::/32"]),
+            Self.entry(31003, protocol: "udp", sources: ["0.0.0.0/0", "::/0"]),
+            Self.entry(31004, family: "ipv6", sources: ["::/1", "8000::/1"]),
+        ]).utf8), source: "test.json")
+        XCTAssertEqual(DenyListCodec.warnings(list).map(\.description), [
+            #"blocked[1].allowFrom: lets every IPv4 source through (0.0.0.0/0), so 31002/tcp is not blocked over IPv4 at all; narrow allowFrom, or set "family" to "ipv6" if only that family is to be blocked"#,
+            "blocked[2].allowFrom: lets every IPv4 and IPv6 source through (0.0.0.0/0, ::/0), so the entry blocks nothing: 31003/udp stays open to everyone; remove the entry, or narrow allowFrom",
+            "blocked[3].allowFrom: lets every IPv6 source through (2 networks that together cover every address), so the entry blocks nothing: 31004/tcp stays open to everyone; remove the entry, or narrow allowFrom",
+        ])
+        XCTAssertEqual(DenyListCodec.warnings(DenyList(entries: Fixtures.exampleEntries)), [])
     }
 }

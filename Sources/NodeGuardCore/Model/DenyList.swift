@@ -127,6 +127,15 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
         self = cidr
     }
 
+    /// The first and the last address of the network, as numbers (an IPv4
+    /// address is below 2^32).
+    public var addressRange: ClosedRange<UInt128> {
+        let first = address.reduce(UInt128(0)) { $0 << 8 | UInt128($1) }
+        let hostBits = family.maximumPrefixLength - prefixLength
+        let hostMask: UInt128 = hostBits >= 128 ? .max : (UInt128(1) << hostBits) - 1
+        return first...(first | hostMask)
+    }
+
     static func masked(_ bytes: [UInt8], prefixLength: Int) -> [UInt8] {
         var out = bytes
         for i in out.indices {
@@ -166,6 +175,27 @@ public struct BlockEntry: Sendable, Hashable {
     }
 
     public var key: PortKey { PortKey(port: port, transport: transport) }
+
+    /// The families this entry covers in which `allowFrom` lets every source
+    /// through, so that it blocks nothing there: `0.0.0.0/0` or `::/0`, or
+    /// networks that together cover every address (`0.0.0.0/1` and
+    /// `128.0.0.0/1`). Empty for an entry that blocks something in each of
+    /// its families. `nodeguardctl validate` warns with it
+    /// (`DenyListCodec.warnings`), and `explain` must not call such a port closed.
+    public var familiesLetThroughEntirely: [AddressFamily] {
+        AddressFamily.allCases.filter { family in
+            guard self.family.includes(family) else { return false }
+            let last: UInt128 = family == .ipv4 ? UInt128(UInt32.max) : .max
+            // Walk the networks by their first address; a gap before `next` means some source is blocked.
+            var next: UInt128 = 0
+            for range in allowFrom.filter({ $0.family == family }).map(\.addressRange).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+                guard range.lowerBound <= next else { return false }
+                if range.upperBound >= last { return true }
+                next = max(next, range.upperBound + 1)
+            }
+            return false
+        }
+    }
 
     /// What is wrong with `reason`, or nil. It ends up in a rule comment that
     /// operators read in `iptables -S`: one line of printable text.

@@ -165,6 +165,31 @@ public enum DenyListCodec {
         return BlockEntry(port: port, transport: transport, family: family, reason: reason, allowFrom: allowFrom)
     }
 
+    // MARK: warnings
+
+    /// What is valid but almost certainly a mistake, by JSON path: so far an
+    /// entry whose `allowFrom` lets every source of a family through
+    /// (`BlockEntry.familiesLetThroughEntirely`). The daemon accepts such a
+    /// list; `nodeguardctl validate` prints these (and fails on them with `--strict`).
+    public static func warnings(_ list: DenyList) -> [DenyListProblem] {
+        list.entries.enumerated().flatMap { entryWarnings($0.element, path: "blocked[\($0.offset)]") }
+    }
+
+    /// The warnings for one entry, under `path`.
+    public static func entryWarnings(_ entry: BlockEntry, path: String) -> [DenyListProblem] {
+        let open = entry.familiesLetThroughEntirely
+        guard !open.isEmpty else { return [] }
+        let covered = AddressFamily.allCases.filter { entry.family.includes($0) }
+        let names = open.map(\.displayName).joined(separator: " and ")
+        let sources = entry.allowFrom.filter { open.contains($0.family) }
+        let whole = sources.filter { $0.prefixLength == 0 }
+        let shown = whole.isEmpty ? "\(sources.count) networks that together cover every address" : whole.map(\.description).joined(separator: ", ")
+        let consequence = open.count == covered.count
+            ? "the entry blocks nothing: \(entry.key) stays open to everyone; remove the entry, or narrow allowFrom"
+            : "\(entry.key) is not blocked over \(names) at all; narrow allowFrom, or set \"family\" to \"\(covered.first { !open.contains($0) }!.rawValue)\" if only that family is to be blocked"
+        return [DenyListProblem(path: "\(path).allowFrom", message: "lets every \(names) source through (\(shown)), so \(consequence)")]
+    }
+
     public struct PortProblem: Error, Sendable { public var message: String }
 
     /// A port field (deny-list entries and control requests alike), with
