@@ -69,6 +69,7 @@ t0=$(date +%s%N)
 ip netns exec "$ns" nice -n "${DAEMON_NICE:-0}" "$bin/nodeguardd" --config "$work/denylist.json" --state-dir "$work/state" \
   --socket "$work/sock" 2> "$work/daemon.log" &
 daemon=$!
+disown "$daemon"   # no "Killed" notice when the clean-up ends it
 # Ready when it serves the socket (a `metrics` or `status` answer at these sizes is itself slow to read).
 for _ in $(seq 3000); do grep -q "serving nodeguardctl" "$work/daemon.log" && break; sleep 0.01; done
 t1=$(date +%s%N)
@@ -77,6 +78,7 @@ startup_ms=$(( (t1 - t0) / 1000000 ))
 startup_rss=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$daemon/status")
 sleep 2
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 run() { ip netns exec "$ns" "$bin/nodeguard-bench" lock-hold --pid "$daemon" --trials "$TRIALS" "$@"; }
 block=$(run --action block --socket "$work/sock" --entry "$(cat "$work/entry.json")")
 rules4=$(ip netns exec "$ns" iptables-legacy-save -t mangle | grep -c '^-A NODEGUARD' || true)
@@ -88,7 +90,7 @@ all_flush=$(run --action flush --chain all --trials "$(( TRIALS < 5 ? TRIALS : 5
 
 echo "## Limits: lock hold, time and memory at the limits"
 echo
-echo "- $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))"
+echo "- $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average $load (other work inflates the holds)"
 echo "- the list: $ENTRIES entries (tcp, udp and sctp ports from 30000), $SOURCES IPv4 allowFrom sources, $PER_ENTRY in each of $(( SOURCES / PER_ENTRY )) entries; NodeGuard rules: $rules4 IPv4, $rules6 IPv6"
 echo "- start-up (plan, first commit of both families, until the socket answers): $startup_ms ms, peak RSS $startup_rss"
 echo

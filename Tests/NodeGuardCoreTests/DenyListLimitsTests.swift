@@ -44,11 +44,11 @@ final class DenyListLimitsTests: XCTestCase {
 
     func testSourcesAcrossAList() throws {
         let perEntry = DenyListLimits.sourcesPerEntry, entries = DenyListLimits.sources / perEntry
-        XCTAssertEqual(DenyListLimits.sources, 4096)
+        XCTAssertEqual(DenyListLimits.sources, 2048)
         let full = (0..<entries).map { Self.entry(30000 + $0, sources: Self.hosts(perEntry, from: $0 * perEntry)) }
         XCTAssertEqual(try decode(Self.document(full)).entries.count, entries)
         assertInvalidDenyList(Self.document(full + [Self.entry(31000, sources: Self.hosts(1, from: 99_999))]), contains: [
-            "test.json: blocked: 4097 allowFrom sources in all; at most 4096 in a list (use wider CIDRs that cover several sources)",
+            "test.json: blocked: 2049 allowFrom sources in all; at most 2048 in a list (use wider CIDRs that cover several sources)",
         ])
     }
 
@@ -112,13 +112,13 @@ final class DenyListLimitsTests: XCTestCase {
             or runtime ones (`nodeguardctl unblock`, or from /var/r.json while the daemon is stopped)
             """)
 
-        let sourced = (0..<63).map { i in BlockEntry(port: UInt16(30000 + i), allowFrom: Self.hosts(64, from: i * 64).map { cidr($0) }) }
+        let sourced = (0..<31).map { i in BlockEntry(port: UInt16(30000 + i), allowFrom: Self.hosts(64, from: i * 64).map { cidr($0) }) }
         let more = [BlockEntry(port: 32000, allowFrom: Self.hosts(65, from: 50_000).map { cidr($0) })]
         let sources = capturedError { () throws(NodeGuardError) in
             try DenyListLimits.checkEffective(file: sourced, runtime: more, filePath: "/etc/d.json", runtimePath: "/var/r.json")
         }
         XCTAssertEqual(sources?.code, .limitExceeded)
-        XCTAssertTrue(sources?.message.hasPrefix("the effective list would hold 4097 allowFrom sources (4032 from /etc/d.json, 65 runtime); at most 4096: use wider CIDRs") == true,
+        XCTAssertTrue(sources?.message.hasPrefix("the effective list would hold 2049 allowFrom sources (1984 from /etc/d.json, 65 runtime); at most 2048: use wider CIDRs") == true,
                       sources?.message ?? "no error")
     }
 

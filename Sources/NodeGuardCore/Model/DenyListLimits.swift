@@ -4,8 +4,9 @@
 /// source a RETURN rule in its family's table; a repair reads and commits the
 /// whole table while it holds the xtables lock, and kube-proxy's next
 /// `iptables-restore` waits that long. At these limits a table holds at most
-/// about 8,500 NodeGuard rules and the lock is held for tens of
-/// milliseconds (BENCHMARKS.md, "Limits"; `bench/limits.sh` measures it).
+/// about 6,400 NodeGuard rules and the lock is held for tens of
+/// milliseconds (BENCHMARKS.md, "Limits"; `bench/limits.sh` measures it:
+/// twice as many sources and entries held it 80-150 ms).
 /// The deny-list file, the runtime state file and `block` requests are
 /// checked against them when decoded (`DenyListCodec`), the effective list
 /// (the file's entries and the runtime ones) when it changes
@@ -17,12 +18,13 @@ public enum DenyListLimits {
     /// `allowFrom` sources in one entry. A chain holds the rules of at most
     /// 16 entries, so no chain is longer than 16 x 65 rules.
     public static let sourcesPerEntry = 64
-    /// `allowFrom` sources across one list, and across the effective list.
-    public static let sources = 4096
+    /// `allowFrom` sources across one list, and across the effective list
+    /// (each source is a rule; the table's size sets the lock's hold).
+    public static let sources = 2048
     /// The largest deny-list or runtime state file NodeGuard reads, or writes.
     /// A runtime state at the limits above, every reason 256 bytes of quotes
     /// (each written as two) and every source the longest IPv6 text, is
-    /// 2.5 MB (RuntimeStateStoreTests): far below it.
+    /// 2.4 MB (RuntimeStateStoreTests): far below it.
     public static let maximumFileBytes = 16 << 20
 
     /// What to do about too many sources (the same advice everywhere).
