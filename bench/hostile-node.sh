@@ -6,11 +6,11 @@
 # between two watchdog pings (WATCHDOG_USEC=10s as the unit sets it, so a ping is due every
 # second at most). Targets: p99 at most 100 ms, no gap over 2 s. Release binaries, a network
 # namespace it creates and deletes; the machine's tables are not touched.
-# Usage: sudo bash bench/hostile-node.sh   (prints Markdown for BENCHMARKS.md)
+# Usage: sudo bash bench/hostile-node.sh   (prints Markdown for BENCHMARKS.md; bench/run.sh runs it last)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRIALS=${TRIALS:-100}
-SERVICES=${SERVICES:-6700}
+SERVICES=${SERVICES:-9100}
 FOREIGN=${FOREIGN:-20000}
 CLIENTS=${CLIENTS:-100}
 [ "$(id -u)" = 0 ] || { echo "bench/hostile-node.sh needs root (network namespaces)" >&2; exit 1; }
@@ -100,6 +100,8 @@ edges = [start] + inside + [end]
 print(f"{max(b - a for a, b in zip(edges, edges[1:])):.2f} s ({len(inside)} pings)")
 PY
 )
+echo "| foreign mangle rules | nat rules | clients polling status | repair: chain flushed p50 / p90 / p99 / max (ms) | longest watchdog gap |"
+echo "|---|---|---|---|---|"
 python3 - "$flush" "$FOREIGN" "$nat_rules" "$CLIENTS" "$answers" "$gap" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])

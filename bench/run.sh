@@ -8,6 +8,8 @@
 #     the start-up peak (planning and the first commit) is reported on its own;
 #   - watch cost: nodeguardd's CPU per kube-proxy nat change at 5,000 services, against
 #     `iptables-legacy-save -t nat`, and what a status call costs after such a change.
+#   - a hostile node (bench/hostile-node.sh): a flush repaired beside 20,000 foreign mangle rules,
+#     a 100,000-rule nat table and 100 clients polling status, and the longest watchdog gap.
 # Everything runs in a network namespace it creates and deletes; the machine's tables are not
 # touched. Release binaries as the .deb ships them. Usage: sudo bash bench/run.sh
 set -euo pipefail
@@ -202,3 +204,8 @@ print(f"- the daemon never reads the nat table while idle; a status or explain a
       f"the fingerprint ({nat['fingerprint_median_ms']} ms) and one full read ({nat['full_read_median_ms']} ms, "
       f"{nat['nodeports']} NodePorts with endpoints); unchanged, only the fingerprint")
 PY
+
+echo
+echo "## Hostile node: 20,000 foreign mangle rules, about 100,000 nat rules, 100 clients polling status"
+echo
+bash bench/hostile-node.sh

@@ -119,6 +119,9 @@ extension NodeGuardCtl {
 
         func run() throws {
             let entry = try entry()
+            for warning in DenyListCodec.entryWarnings(entry, path: "--allow-from") {
+                printError("nodeguardctl: warning: \(warning.message)")
+            }
             let result = try socket.send(.block(entry))
             if json { return print(JSON.serialize(result, pretty: true)) }
             if result["changed"]?.boolValue == false {
@@ -297,14 +300,30 @@ extension NodeGuardCtl {
 
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check a deny-list file offline (no daemon needed): exit 0 if valid, 1 with every problem if not.")
+            abstract: "Check a deny-list file offline (no daemon needed): exit 0 if valid, 1 with every problem if not.",
+            discussion: """
+            Warnings (an entry whose allowFrom lets every source of a family through, so it blocks \
+            nothing there) go to stderr and keep exit 0, as the daemon accepts such a file; \
+            with --strict they fail validation (exit 1).
+            """)
 
         @Argument(help: "The deny-list file.")
         var file: String
 
+        @Flag(help: "Fail (exit 1) on warnings too.")
+        var strict = false
+
         func run() throws {
             let entries = try NodeGuardEngine.loadConfig(file)
-            print("\(file): valid, \(entries.count) entr\(entries.count == 1 ? "y" : "ies")")
+            let warnings = DenyListCodec.warnings(DenyList(entries: entries))
+            for warning in warnings { printError("nodeguardctl: \(file): warning: \(warning)") }
+            let counted = "\(entries.count) entr\(entries.count == 1 ? "y" : "ies")"
+                + (warnings.isEmpty ? "" : ", \(warnings.count) warning\(warnings.count == 1 ? "" : "s")")
+            if strict && !warnings.isEmpty {
+                printError("nodeguardctl: \(file): not accepted with --strict: \(counted)")
+                throw ExitCode(CtlExit.failed)
+            }
+            print("\(file): valid, \(counted)")
         }
     }
 }

@@ -134,4 +134,33 @@ final class FaultTests: NodeTestCase {
         XCTAssertEqual(try node.mangleRules(), rules, "the kernel keeps the rules")
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
     }
+
+    /// Issue 14: a runtime.json over the 16 MiB the reader takes (17 MB, as
+    /// an older NodeGuard could write) stops start-up with an error that says
+    /// not to move it aside; the file is kept and the kernel keeps every rule.
+    func testAnOversizedStateFileStopsStartUpAndIsKept() throws {
+        try setUpNode()
+        try node.startDaemon()
+        XCTAssertEqual(try node.ctl("block", "31002").status, 0)
+        XCTAssertEqual(try node.ctl("block", "31003", "--allow-from", "2001:db8:18::/64").status, 0)
+        node.stopDaemon()
+        let rules = try node.mangleRules(), rules6 = try node.mangleRules(ipv6: true)
+        let path = node.stateDirectory + "/runtime.json"
+        // A valid list, padded past the limit the way pretty printing pads one.
+        var oversized = Array(#"{"version":1,"blocked":[{"port":31002},"#.utf8)
+        oversized += [UInt8](repeating: UInt8(ascii: " "), count: 17_000_000)
+        oversized += Array(#"{"port":31003}]}"#.utf8)
+        try Data(oversized).write(to: URL(fileURLWithPath: path))
+
+        XCTAssertThrowsError(try node.startDaemon()) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("runtime state is corrupt") && text.contains("is larger than 16 MiB"), text)
+            XCTAssertTrue(text.contains("moving it aside would start without the runtime blocks and remove their rules"), text)
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)).count, oversized.count, "kept as it was")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)).suffix(64), Data(oversized.suffix(64)))
+        XCTAssertEqual(try node.mangleRules(), rules, "the kernel keeps the rules")
+        XCTAssertEqual(try node.mangleRules(ipv6: true), rules6)
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+    }
 }

@@ -228,6 +228,98 @@ final class ChainDiffTests: XCTestCase {
         }
     }
 
+    // MARK: the linear diff against the quadratic one it replaced
+
+    /// The O(n x m) dynamic-programming LCS that ChainDiff used before issue 14,
+    /// kept as the oracle: its length is the most rules any diff can keep.
+    static func oracleLCSLength(_ a: [RuleSpec?], _ b: [RuleSpec]) -> Int {
+        let n = a.count, m = b.count
+        var lengths = [Int](repeating: 0, count: (n + 1) * (m + 1))
+        for i in stride(from: n - 1, through: 0, by: -1) {
+            for j in stride(from: m - 1, through: 0, by: -1) {
+                lengths[i * (m + 1) + j] = a[i] == b[j]
+                    ? lengths[(i + 1) * (m + 1) + j + 1] + 1
+                    : max(lengths[(i + 1) * (m + 1) + j], lengths[i * (m + 1) + j + 1])
+            }
+        }
+        return n == 0 || m == 0 ? 0 : lengths[0]
+    }
+
+    /// Random chains of every shape the kernel can hold (foreign rules,
+    /// strangers, duplicates, reorderings, wanted duplicates): the edits turn
+    /// actual into desired, and the rules they keep, with their counters, are
+    /// exactly as many as the oracle's longest common subsequence.
+    func testKeptRulesAreAsManyAsTheQuadraticLCSKeepsProperty() throws {
+        var rng = SplitMix64(seed: 0x11C5)
+        for round in 0..<2000 {
+            let poolSize = Int.random(in: 1...Self.pool.count, using: &rng)
+            let pool = Array(Self.pool.prefix(poolSize))
+            let desiredCount = Int.random(in: 0...30, using: &rng)
+            let wantedDuplicates = Int.random(in: 0..<5, using: &rng) == 0
+            var desired: [RuleSpec] = wantedDuplicates
+                ? (0..<desiredCount).map { _ in pool.randomElement(using: &rng)! }
+                : Array(pool.shuffled(using: &rng).prefix(desiredCount))
+            if Bool.random(using: &rng) { desired.sort { $0.destinationPorts!.lowerBound < $1.destinationPorts!.lowerBound } }
+            var actual: [RuleSpec?] = (0..<Int.random(in: 0...30, using: &rng)).map { _ in
+                Int.random(in: 0..<6, using: &rng) == 0 ? nil : pool.randomElement(using: &rng)!
+            }
+            if Bool.random(using: &rng) {
+                // Mostly right: desired with a few changes, the usual repair.
+                actual = desired.map { Optional($0) }
+                for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                    switch Int.random(in: 0..<3, using: &rng) {
+                    case 0: actual.insert(nil, at: Int.random(in: 0...actual.count, using: &rng))
+                    case 1 where !actual.isEmpty: actual.remove(at: Int.random(in: actual.indices, using: &rng))
+                    default: actual.insert(pool.randomElement(using: &rng)!, at: Int.random(in: 0...actual.count, using: &rng))
+                    }
+                }
+            }
+            let edits = ChainDiff.edits(actual: ChainModel.observed(actual), desired: desired)
+            let after = try ChainModel.apply(edits, to: ChainModel.rules(actual))
+            XCTAssertEqual(after.map(\.spec), desired.map { Optional($0) }, "round \(round): \(actual) -> \(desired)")
+            let kept = after.filter { $0.id >= 0 }.count
+            let oracle = Self.oracleLCSLength(actual, desired)
+            XCTAssertEqual(kept, oracle, "round \(round): kept \(kept) rules where the quadratic LCS keeps \(oracle)")
+            XCTAssertEqual(deletes(edits), actual.count - oracle, "round \(round)")
+            XCTAssertEqual(inserts(edits), desired.count - oracle, "round \(round)")
+            // The contract: deletions first, from the end; then insertions ascending.
+            let deleteIndices = edits.compactMap { if case .delete(let index) = $0 { index } else { nil } }
+            let insertIndices = edits.compactMap { if case .insert(let index, _) = $0 { index } else { nil } }
+            XCTAssertEqual(deleteIndices, deleteIndices.sorted(by: >), "round \(round)")
+            XCTAssertEqual(insertIndices, insertIndices.sorted(), "round \(round)")
+            if let lastDelete = edits.lastIndex(where: { if case .delete = $0 { true } else { false } }),
+               let firstInsert = edits.firstIndex(where: { if case .insert = $0 { true } else { false } }) {
+                XCTAssertLessThan(lastDelete, firstInsert, "round \(round): every deletion before any insertion")
+            }
+        }
+    }
+
+    /// Issue 14's chain: thousands of rules of one entry with a foreign rule
+    /// inserted in the middle. One deletion, every other rule kept, and no
+    /// n x m table: 8,000 rules took the old diff 64 million cells (half a GB)
+    /// and seconds under the xtables lock.
+    func testAForeignRuleInAHugeChainCostsOneDeletionAndLittleTime() throws {
+        let desired: [RuleSpec] = (0..<8000).map { (i: Int) -> RuleSpec in
+            RuleSpec(source: CIDR(family: .ipv4, address: [10, UInt8(i >> 16), UInt8((i >> 8) & 255), UInt8(i & 255)], prefixLength: 32),
+                     transport: .tcp, destinationPorts: 32000...32000, comment: "NodeGuard: allow \(i)", target: "RETURN")
+        }
+        var actual = desired.map { Optional($0) }
+        actual.insert(nil, at: 4000)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let edits = ChainDiff.edits(actual: ChainModel.observed(actual), desired: desired)
+        let elapsed = clock.now - start
+        XCTAssertEqual(edits, [.delete(index: 4000)])
+        XCTAssertLessThan(elapsed, .seconds(1), "a linear diff of 8,000 rules takes milliseconds")
+        // The same with the whole chain reversed: the worst order, still fast and still right.
+        let reversed = Array(actual.reversed())
+        let reverseStart = clock.now
+        let reorder = ChainDiff.edits(actual: ChainModel.observed(reversed), desired: desired)
+        XCTAssertLessThan(clock.now - reverseStart, .seconds(1))
+        XCTAssertEqual(try ChainModel.apply(reorder, to: reversed), desired.map { Optional($0) })
+        XCTAssertEqual(deletes(reorder), 8000, "one rule stays; the foreign one and 7,999 others go")
+    }
+
     private func isSubsequence(_ small: [RuleSpec], of big: [RuleSpec]) -> Bool {
         var index = big.startIndex
         for rule in small {

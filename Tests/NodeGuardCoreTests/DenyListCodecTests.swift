@@ -262,11 +262,16 @@ final class DenyListCodecTests: XCTestCase {
             ]),
         ]
         for list in lists {
-            let text = DenyListCodec.encode(list)
-            XCTAssertTrue(text.hasSuffix("}\n"))
-            let back = try DenyListCodec.decode(Array(text.utf8), source: "roundtrip")
-            XCTAssertEqual(back, list)
-            XCTAssertEqual(DenyListCodec.encode(back), text, "encoding is stable")
+            for compact in [false, true] {
+                let text = DenyListCodec.encode(list, compact: compact)
+                XCTAssertTrue(text.hasSuffix("}\n"))
+                let back = try DenyListCodec.decode(Array(text.utf8), source: "roundtrip")
+                XCTAssertEqual(back, list)
+                XCTAssertEqual(DenyListCodec.encode(back, compact: compact), text, "encoding is stable")
+            }
+            // Compact is what the serializer writes, one entry to a line.
+            XCTAssertEqual(DenyListCodec.encode(list, compact: true).replacingOccurrences(of: "\n", with: ""),
+                           JSON.serialize(.object(["version": .number("1"), "blocked": .array(list.entries.map(DenyListCodec.encodeEntry))])))
         }
     }
 

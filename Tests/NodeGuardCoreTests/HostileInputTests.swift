@@ -216,6 +216,23 @@ final class HostileInputTests: XCTestCase {
         add("allowFrom hostname", denyList(#"{"port":1,"allowFrom":["localhost"]}"#), "blocked[0].allowFrom[0]: 'localhost' is not an IPv4 or IPv6 address")
         add("allowFrom listed twice", denyList(#"{"port":1,"allowFrom":["10.0.0.0/8","10.0.0.0/8"]}"#), "blocked[0].allowFrom[1]: 10.0.0.0/8 is listed twice")
 
+        // Limits (issue 14): each named with the limit and what to do.
+        let hosts = { (count: Int) in (0..<count).map { #""10.\#($0 >> 16).\#(($0 >> 8) & 255).\#($0 & 255)""# }.joined(separator: ",") }
+        add("65 sources in one entry", denyList(#"{"port":1,"allowFrom":["# + hosts(65) + "]}"),
+            "corpus: blocked[0].allowFrom: 65 sources; at most 64 per entry (use wider CIDRs that cover several sources)")
+        add("100000 sources in one entry", denyList(#"{"port":1,"allowFrom":["# + hosts(100_000) + "]}"),
+            "blocked[0].allowFrom: 100000 sources; at most 64 per entry")
+        add("4097 entries", text(#"{"version":1,"blocked":["# + (1...4097).map { #"{"port":\#($0)}"# }.joined(separator: ",") + "]}"),
+            "corpus: blocked: 4097 entries; at most 4096 in a list")
+        add("2049 sources in a list", text(#"{"version":1,"blocked":["# + (0...32).map { i in
+                #"{"port":\#(i + 1),"allowFrom":["# + (0..<(i == 32 ? 1 : 64)).map { #""10.\#(i).\#($0).0/24""# }.joined(separator: ",") + "]}"
+            }.joined(separator: ",") + "]}"),
+            "corpus: blocked: 2049 allowFrom sources in all; at most 2048 in a list")
+        add("IPv6 source in an ipv4 entry", denyList(#"{"port":1,"family":"ipv4","allowFrom":["10.0.0.0/8","::/0"]}"#),
+            "corpus: blocked[0].allowFrom[1]: ::/0 is an IPv6 source, but the entry covers ipv4 only")
+        add("IPv4 source in an ipv6 entry", denyList(#"{"port":1,"family":"ipv6","allowFrom":["198.18.0.5"]}"#),
+            "corpus: blocked[0].allowFrom[0]: 198.18.0.5/32 is an IPv4 source, but the entry covers ipv6 only")
+
         // The list as a whole.
         add("same port and protocol twice", denyList(#"{"port":31002}"#, #"{"port":31002,"protocol":"tcp","family":"ipv4"}"#),
             "corpus: blocked[1]: 31002/tcp is already listed at blocked[0]")
@@ -411,6 +428,15 @@ final class HostileInputTests: XCTestCase {
                     #"protocol: expected "tcp", "udp" or "sctp""#)
             }
         }
+
+        // Limits (issue 14): the request of 4,073 sources that held the xtables lock for seconds.
+        let manyHosts = (0..<4073).map { #""10.0.\#($0 >> 8).\#($0 & 255)""# }.joined(separator: ",")
+        add("block with 4073 sources", request(#""command":"block","entry":{"port":32000,"allowFrom":["# + manyHosts + "]}"), .invalidRequest,
+            "entry.allowFrom: 4073 sources; at most 64 per entry (use wider CIDRs that cover several sources)")
+        add("block with an IPv6 source for ipv4", request(#""command":"block","entry":{"port":1,"family":"ipv4","allowFrom":["2001:db8::/32"]}"#),
+            .invalidRequest, "entry.allowFrom[0]: 2001:db8::/32 is an IPv6 source, but the entry covers ipv4 only")
+        add("block with 4000 bad sources", request(#""command":"block","entry":{"port":1,"allowFrom":["# + (0..<4000).map { #""x\#($0)""# }.joined(separator: ",") + "]}"),
+            .invalidRequest, "entry.allowFrom: 4000 sources; at most 64", "; ... and 3986 more")
 
         add("block with NUL in allowFrom", request(#""command":"block","entry":{"port":1,"allowFrom":["10.0.0.0\u0000 evil/8"]}"#),
             .invalidRequest, "is not an IPv4 or IPv6 address")

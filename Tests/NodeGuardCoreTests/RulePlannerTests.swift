@@ -473,6 +473,47 @@ final class RulePlannerTests: XCTestCase {
         }
     }
 
+    /// ChainDiff keeps its diff near-linear because a chain's desired rules
+    /// are distinct (it stays exact without that, only slower): no plan, in
+    /// mangle or in the raw hold, of a list the codec accepts repeats a rule
+    /// within a chain, even where long reasons cut every comment to the same text.
+    func testNoChainOfAnyPlanRepeatsARuleProperty() throws {
+        var rng = SplitMix64(seed: 0xD15C)
+        let networks: [AddressFamily: [String]] = [
+            .ipv4: ["10.0.0.0/8", "10.0.0.0/9", "192.168.7.0/24", "198.51.100.1", "0.0.0.0/1"],
+            .ipv6: ["fd00::/8", "fd00::/9", "2001:db8:7::/48", "2001:db8::1"],
+        ]
+        let longReason = String(repeating: "r", count: BlockEntry.maximumReasonBytes)
+        for round in 0..<80 {
+            var seen: Set<PortKey> = []
+            var entries: [String] = []
+            var sourceCount = 0
+            let count = [0, 1, 16, 17, 300, 2000].randomElement(using: &rng)!
+            let clustered = Bool.random(using: &rng)
+            while entries.count < count {
+                let port = clustered ? UInt16.random(in: 30000...31000, using: &rng) : UInt16.random(in: 1...65535, using: &rng)
+                let transport = TransportProtocol.allCases.randomElement(using: &rng)!
+                guard seen.insert(PortKey(port: port, transport: transport)).inserted else { continue }
+                let family = FamilySelection.allCases.randomElement(using: &rng)!
+                let covered = AddressFamily.allCases.filter { family.includes($0) }
+                var allow = covered.flatMap { networks[$0]! }.filter { _ in Int.random(in: 0..<3, using: &rng) == 0 }
+                if sourceCount + allow.count > DenyListLimits.sources { allow = [] }
+                sourceCount += allow.count
+                let reason = Bool.random(using: &rng) ? #","reason":"\#(longReason)""# : ""
+                let sources = allow.map { "\"\($0)\"" }.joined(separator: ",")
+                entries.append(#"{"port":\#(port),"protocol":"\#(transport.rawValue)","family":"\#(family.rawValue)","allowFrom":[\#(sources)]\#(reason)}"#)
+            }
+            let list = try DenyListCodec.decode(Array(#"{"version":1,"blocked":[\#(entries.joined(separator: ","))]}"#.utf8), source: "round \(round)")
+            for family in AddressFamily.allCases {
+                for plan in [RulePlanner.plan(list.entries, family: family), RulePlanner.holdPlan(list.entries, family: family)] {
+                    for chain in plan.chains {
+                        XCTAssertEqual(Set(chain.rules).count, chain.rules.count, "round \(round): \(plan.table) \(family) \(chain.name) repeats a rule")
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: comments
 
     func testCommentsNamePortProtocolAndReason() {

@@ -45,9 +45,10 @@ final class RuntimeStateStoreTests: XCTestCase {
         ]
         try store.save(entries)
         XCTAssertEqual(try store.load(), entries)
-        // The file is the readable deny-list format.
+        // The file is the deny-list format, compact: one entry per line.
         let text = String(decoding: try contents(store.path), as: UTF8.self)
-        XCTAssertEqual(text, DenyListCodec.encode(DenyList(entries: entries)))
+        XCTAssertEqual(text, DenyListCodec.encode(DenyList(entries: entries), compact: true))
+        XCTAssertEqual(text.split(separator: "\n").count, entries.count + 2)
         XCTAssertEqual(try DenyListCodec.decode(try contents(store.path), source: store.path).entries, entries)
 
         // Saving again replaces the file.
@@ -153,11 +154,85 @@ final class RuntimeStateStoreTests: XCTestCase {
         let directory = try temporaryDirectory()
         defer { remove(directory) }
         let store = RuntimeStateStore(directory: directory)
-        try write([UInt8](repeating: 0x20, count: (16 << 20) + 65536 + 1), to: store.path)
+        try write([UInt8](repeating: 0x20, count: DenyListLimits.maximumFileBytes + 65536 + 1), to: store.path)
         let error = capturedError { () throws(NodeGuardError) -> [BlockEntry] in try store.load() }
         XCTAssertEqual(error?.code, .invalidDenyList)
         XCTAssertTrue(error?.message.contains(store.path) ?? false, error?.message ?? "no error")
         XCTAssertTrue(error?.message.contains("16 MiB") ?? false, error?.message ?? "no error")
+    }
+
+    // MARK: issue 14: a state file it can always read back
+
+    /// An IPv6 source of `index`, as long as such text gets.
+    private func longIPv6(_ index: Int) -> CIDR {
+        cidr("ffff:ffff:ffff:ffff:ffff:ffff:\(String(index >> 16, radix: 16)):\(String(index & 0xffff, radix: 16))/128")
+    }
+
+    func testStateIsWrittenCompactlyOneEntryPerLine() throws {
+        let directory = try temporaryDirectory()
+        defer { remove(directory) }
+        let store = RuntimeStateStore(directory: directory)
+        let entries = (0..<32).map { i in
+            // Issue 14's shape: IPv6 networks as operators write them.
+            BlockEntry(port: UInt16(30000 + i), reason: "SEC-\(i)",
+                       allowFrom: (0..<64).map { cidr("2001:db8:\(String(i * 64 + $0, radix: 16))::/48") })
+        }
+        try store.save(entries)
+        let bytes = try contents(store.path)
+        let pretty = DenyListCodec.encode(DenyList(entries: entries)).utf8.count
+        XCTAssertLessThan(Double(bytes.count), 0.7 * Double(pretty), "compact: \(bytes.count) bytes, pretty printed \(pretty)")
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        XCTAssertEqual(lines.count, entries.count + 2, "one line per entry, and the list's first and last lines")
+        XCTAssertFalse(lines.contains { $0.hasPrefix(" ") || $0.contains("\": ") }, "no indentation, no spaces after colons")
+        XCTAssertEqual(try store.load(), entries)
+        // The empty list too.
+        try store.save([])
+        XCTAssertEqual(String(decoding: try contents(store.path), as: UTF8.self), #"{"blocked":[],"version":1}"# + "\n")
+        XCTAssertEqual(try store.load(), [])
+    }
+
+    /// Never write what load refuses: a list over the limits is refused with a
+    /// clear error, and the state file (and directory) stay as they were.
+    func testSaveRefusesWhatLoadWouldRefuseAndWritesNothing() throws {
+        let directory = try temporaryDirectory()
+        defer { remove(directory) }
+        let store = RuntimeStateStore(directory: directory)
+        try store.save([BlockEntry(port: 1)])
+        let before = try contents(store.path)
+        let tooMany = (0..<DenyListLimits.entries + 1).map { BlockEntry(port: UInt16(10000 + $0)) }
+        let tooManySources = (0...DenyListLimits.sources / DenyListLimits.sourcesPerEntry).map { i in
+            BlockEntry(port: UInt16(30000 + i), allowFrom: (0..<DenyListLimits.sourcesPerEntry).map { longIPv6(i * 64 + $0) })
+        }
+        for (list, expected) in [(tooMany, "blocked: 4097 entries; at most 4096 in a list"),
+                                 (tooManySources, "blocked: 2112 allowFrom sources in all; at most 2048 in a list")] {
+            let error = capturedError { () throws(NodeGuardError) in try store.save(list) }
+            XCTAssertEqual(error?.code, .limitExceeded)
+            XCTAssertEqual(error?.message, "the runtime state \(store.path) would hold more than NodeGuard reads back: \(expected) "
+                + "(\(expected.contains("sources") ? "use wider CIDRs that cover several sources" : "remove entries that are no longer needed")); "
+                + "unblock runtime entries first")
+            XCTAssertEqual(try contents(store.path), before, "the state file is untouched")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), ["runtime.json"])
+        }
+    }
+
+    /// The largest state the limits allow (every entry with the longest
+    /// reason, written as two bytes a character, and the longest source
+    /// text) is far below what the reader takes, and reads back.
+    func testTheLargestStateTheLimitsAllowReadsBack() throws {
+        let directory = try temporaryDirectory()
+        defer { remove(directory) }
+        let store = RuntimeStateStore(directory: directory)
+        let reason = String(repeating: "\"", count: BlockEntry.maximumReasonBytes)
+        let perEntry = DenyListLimits.sourcesPerEntry
+        let entries = (0..<DenyListLimits.entries).map { i in
+            BlockEntry(port: UInt16(1 + i), transport: .sctp, family: .both, reason: reason,
+                       allowFrom: i < DenyListLimits.sources / perEntry ? (0..<perEntry).map { longIPv6(i * perEntry + $0) } : [])
+        }
+        try store.save(entries)
+        let size = try contents(store.path).count
+        print("the largest runtime state the limits allow: \(size) bytes (reader's limit \(DenyListLimits.maximumFileBytes))")
+        XCTAssertLessThan(size, DenyListLimits.maximumFileBytes / 4)
+        XCTAssertEqual(try store.load(), entries)
     }
 
     func testUnreadableStateIsAnIOFailure() throws {

@@ -98,7 +98,10 @@ public enum ControlRequest: Sendable, Hashable {
             }
             var problems: [DenyListProblem] = []
             guard let entry = DenyListCodec.decodeEntry(entryValue, path: "entry", problems: &problems) else {
-                throw NodeGuardError(.invalidRequest, problems.map(\.description).joined(separator: "; "))
+                // As many as a deny-list's error lists: a request of 4,000 bad sources has 4,000.
+                var listed = problems.prefix(DenyListCodec.maximumListedProblems).map(\.description)
+                if problems.count > listed.count { listed.append("... and \(problems.count - listed.count) more") }
+                throw NodeGuardError(.invalidRequest, listed.joined(separator: "; "))
             }
             request = .block(entry)
         case "unblock", "explain":

@@ -22,6 +22,8 @@ public enum AddressFamily: String, Sendable, Hashable, CaseIterable {
     case ipv4, ipv6
 
     public var addressByteCount: Int { self == .ipv4 ? 4 : 16 }
+    /// "IPv4" or "IPv6", for messages.
+    public var displayName: String { self == .ipv4 ? "IPv4" : "IPv6" }
     public var maximumPrefixLength: Int { addressByteCount * 8 }
 }
 
@@ -125,6 +127,15 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
         self = cidr
     }
 
+    /// The first and the last address of the network, as numbers (an IPv4
+    /// address is below 2^32).
+    public var addressRange: ClosedRange<UInt128> {
+        let first = address.reduce(UInt128(0)) { $0 << 8 | UInt128($1) }
+        let hostBits = family.maximumPrefixLength - prefixLength
+        let hostMask: UInt128 = hostBits >= 128 ? .max : (UInt128(1) << hostBits) - 1
+        return first...(first | hostMask)
+    }
+
     static func masked(_ bytes: [UInt8], prefixLength: Int) -> [UInt8] {
         var out = bytes
         for i in out.indices {
@@ -165,6 +176,27 @@ public struct BlockEntry: Sendable, Hashable {
 
     public var key: PortKey { PortKey(port: port, transport: transport) }
 
+    /// The families this entry covers in which `allowFrom` lets every source
+    /// through, so that it blocks nothing there: `0.0.0.0/0` or `::/0`, or
+    /// networks that together cover every address (`0.0.0.0/1` and
+    /// `128.0.0.0/1`). Empty for an entry that blocks something in each of
+    /// its families. `nodeguardctl validate` warns with it
+    /// (`DenyListCodec.warnings`), and `explain` must not call such a port closed.
+    public var familiesLetThroughEntirely: [AddressFamily] {
+        AddressFamily.allCases.filter { family in
+            guard self.family.includes(family) else { return false }
+            let last: UInt128 = family == .ipv4 ? UInt128(UInt32.max) : .max
+            // Walk the networks by their first address; a gap before `next` means some source is blocked.
+            var next: UInt128 = 0
+            for range in allowFrom.filter({ $0.family == family }).map(\.addressRange).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+                guard range.lowerBound <= next else { return false }
+                if range.upperBound >= last { return true }
+                next = max(next, range.upperBound + 1)
+            }
+            return false
+        }
+    }
+
     /// What is wrong with `reason`, or nil. It ends up in a rule comment that
     /// operators read in `iptables -S`: one line of printable text.
     public static func reasonProblem(_ reason: String) -> String? {
@@ -187,15 +219,4 @@ public struct DenyList: Sendable, Hashable {
     public var entries: [BlockEntry]
 
     public init(entries: [BlockEntry] = []) { self.entries = entries }
-}
-
-extension BlockEntry {
-    /// The families this entry covers in which an `allowFrom` of prefix
-    /// length 0 (0.0.0.0/0, ::/0) lets every client through: there it blocks
-    /// nothing, whatever `explain`'s other checks say.
-    public var familiesAllowedEntirely: [AddressFamily] {
-        AddressFamily.allCases.filter { family in
-            self.family.includes(family) && allowFrom.contains { $0.family == family && $0.prefixLength == 0 }
-        }
-    }
 }

@@ -68,6 +68,9 @@ public enum DenyListCodec {
             problems.append(.init(path: "blocked", message: "expected an array, found \(blocked.typeDescription)"))
             return nil
         }
+        if let problem = DenyListLimits.entriesProblem(items.count) {
+            problems.append(.init(path: "blocked", message: problem))
+        }
         var entries: [BlockEntry] = []
         var firstIndex: [PortKey: Int] = [:]
         for (index, item) in items.enumerated() {
@@ -79,6 +82,9 @@ public enum DenyListCodec {
             }
             firstIndex[entry.key] = index
             entries.append(entry)
+        }
+        if let problem = DenyListLimits.sourcesProblem(DenyListLimits.sourceCount(entries)) {
+            problems.append(.init(path: "blocked", message: problem))
         }
         return DenyList(entries: entries)
     }
@@ -127,6 +133,8 @@ public enum DenyListCodec {
         var allowFrom: [CIDR] = []
         if let v = fields["allowFrom"] {
             if case .array(let items) = v {
+                if let problem = DenyListLimits.sourcesPerEntryProblem(items.count) { report("allowFrom", problem) }
+                var seen: Set<CIDR> = []
                 for (i, item) in items.enumerated() {
                     guard case .string(let text) = item else {
                         report("allowFrom[\(i)]", "expected a CIDR string, found \(item.typeDescription)")
@@ -134,8 +142,17 @@ public enum DenyListCodec {
                     }
                     do {
                         let cidr = try CIDR(parsing: text)
-                        if allowFrom.contains(cidr) { report("allowFrom[\(i)]", "\(cidr) is listed twice") }
-                        else { allowFrom.append(cidr) }
+                        if !seen.insert(cidr).inserted {
+                            report("allowFrom[\(i)]", "\(cidr) is listed twice")
+                        } else if !family.includes(cidr.family) {
+                            // It would never become a rule, yet it would be kept and written back.
+                            report("allowFrom[\(i)]", """
+                                \(cidr) is an \(cidr.family.displayName) source, but the entry covers \(family.rawValue) only \
+                                ("family": "\(family.rawValue)"), so it would never be used; remove it, or set "family" to "both"
+                                """)
+                        } else {
+                            allowFrom.append(cidr)
+                        }
                     } catch {
                         report("allowFrom[\(i)]", error.message)
                     }
@@ -146,6 +163,31 @@ public enum DenyListCodec {
         }
         guard problems.count == before else { return nil }
         return BlockEntry(port: port, transport: transport, family: family, reason: reason, allowFrom: allowFrom)
+    }
+
+    // MARK: warnings
+
+    /// What is valid but almost certainly a mistake, by JSON path: so far an
+    /// entry whose `allowFrom` lets every source of a family through
+    /// (`BlockEntry.familiesLetThroughEntirely`). The daemon accepts such a
+    /// list; `nodeguardctl validate` prints these (and fails on them with `--strict`).
+    public static func warnings(_ list: DenyList) -> [DenyListProblem] {
+        list.entries.enumerated().flatMap { entryWarnings($0.element, path: "blocked[\($0.offset)]") }
+    }
+
+    /// The warnings for one entry, under `path`.
+    public static func entryWarnings(_ entry: BlockEntry, path: String) -> [DenyListProblem] {
+        let open = entry.familiesLetThroughEntirely
+        guard !open.isEmpty else { return [] }
+        let covered = AddressFamily.allCases.filter { entry.family.includes($0) }
+        let names = open.map(\.displayName).joined(separator: " and ")
+        let sources = entry.allowFrom.filter { open.contains($0.family) }
+        let whole = sources.filter { $0.prefixLength == 0 }
+        let shown = whole.isEmpty ? "\(sources.count) networks that together cover every address" : whole.map(\.description).joined(separator: ", ")
+        let consequence = open.count == covered.count
+            ? "the entry blocks nothing: \(entry.key) stays open to everyone; remove the entry, or narrow allowFrom"
+            : "\(entry.key) is not blocked over \(names) at all; narrow allowFrom, or set \"family\" to \"\(covered.first { !open.contains($0) }!.rawValue)\" if only that family is to be blocked"
+        return [DenyListProblem(path: "\(path).allowFrom", message: "lets every \(names) source through (\(shown)), so \(consequence)")]
     }
 
     public struct PortProblem: Error, Sendable { public var message: String }
@@ -188,10 +230,19 @@ public enum DenyListCodec {
         return .object(fields)
     }
 
-    public static func encode(_ list: DenyList) -> String {
-        JSON.serialize(.object([
-            "version": .number(String(DenyList.currentVersion)),
-            "blocked": .array(list.entries.map(encodeEntry)),
-        ]), pretty: true) + "\n"
+    /// The deny-list format, indented for people; `compact` (the runtime
+    /// state file) writes each entry on one line without spaces, which is a
+    /// fraction of the size and still reads and greps line by line.
+    public static func encode(_ list: DenyList, compact: Bool = false) -> String {
+        guard compact else {
+            return JSON.serialize(.object([
+                "version": .number(String(DenyList.currentVersion)),
+                "blocked": .array(list.entries.map(encodeEntry)),
+            ]), pretty: true) + "\n"
+        }
+        // Keys in the order JSON.serialize sorts them: "blocked", then "version".
+        let entries = list.entries.map { JSON.serialize(encodeEntry($0)) }
+        return "{\"blocked\":[" + (entries.isEmpty ? "" : "\n" + entries.joined(separator: ",\n") + "\n")
+            + "],\"version\":\(DenyList.currentVersion)}\n"
     }
 }

@@ -8,10 +8,20 @@ public enum ChainEdit: Sendable, Hashable {
 /// what is wanted. Rules already right are left alone, so their counters survive.
 public enum ChainDiff {
     /// Edits for a chain NodeGuard owns: the longest run of rules already in
-    /// the right order stays (an LCS), everything else is deleted, and the
-    /// missing rules are inserted where they belong.
+    /// the right order stays (a longest common subsequence), everything else
+    /// is deleted, and the missing rules are inserted where they belong.
+    ///
+    /// The output: deletions first, from the last rule up (so each index is
+    /// valid when applied), then insertions in ascending order, each at its
+    /// final position. Rules that stay are never touched, so their counters
+    /// survive; of two copies of a wanted rule, the first stays.
+    ///
+    /// Cost: O((n + m) log n) time and O(n + m) memory for n actual and m
+    /// desired rules, because NodeGuard's desired rules within a chain are
+    /// distinct (RulePlannerTests). The quadratic table this replaces held the
+    /// xtables lock for seconds on a chain of 4,000 rules (issue 14).
     public static func edits(actual: [ObservedRule], desired: [RuleSpec]) -> [ChainEdit] {
-        // Nearly every chain is as planned: no table of subsequences for those
+        // Nearly every chain is as planned: nothing to build for those
         // (with 2,768 ports a repair compares some 200 chains to fix one).
         if actual.count == desired.count && actual.indices.allSatisfy({ actual[$0].spec == desired[$0] }) { return [] }
         let current = actual.map(\.spec)
@@ -23,32 +33,49 @@ public enum ChainDiff {
         return deletions + insertions
     }
 
-    /// Which elements of `a` and `b` form a longest common subsequence. A foreign
-    /// rule (nil) never matches.
+    /// Which elements of `a` and `b` form a longest common subsequence. A
+    /// foreign rule (nil) never matches.
+    ///
+    /// Each element of `a` is replaced by the positions in `b` that hold the
+    /// same rule; a common subsequence is then a run of those positions that
+    /// strictly increases along `a`, and the longest is found by patience
+    /// sorting (Hunt-Szymanski): `tails[k]` ends the best run of length k + 1
+    /// found so far, the one with the smallest position in `b`. An element's
+    /// positions are tried from the last down, so one element never extends a
+    /// run with itself. Work: O((n + r) log n) for r matching pairs; r <= n
+    /// when `b` holds distinct rules, as NodeGuard's plans do, and wanted
+    /// duplicates are still handled exactly.
     static func longestCommonSubsequence(_ a: [RuleSpec?], _ b: [RuleSpec]) -> (a: [Bool], b: [Bool]) {
-        let n = a.count, m = b.count
-        // lengths[i * (m + 1) + j]: LCS length of a[i...] and b[j...].
-        var lengths = [Int](repeating: 0, count: (n + 1) * (m + 1))
-        for i in stride(from: n - 1, through: 0, by: -1) {
-            for j in stride(from: m - 1, through: 0, by: -1) {
-                lengths[i * (m + 1) + j] = a[i] == b[j]
-                    ? lengths[(i + 1) * (m + 1) + j + 1] + 1
-                    : max(lengths[(i + 1) * (m + 1) + j], lengths[i * (m + 1) + j + 1])
+        var positions: [RuleSpec: [Int]] = [:]
+        positions.reserveCapacity(b.count)
+        for (j, rule) in b.enumerated() { positions[rule, default: []].append(j) }
+
+        // A run's last step: a[i] kept as b[j], after the run ending at `previous` (-1: none).
+        struct Step { var i: Int, j: Int, previous: Int }
+        var steps: [Step] = []
+        var tails: [Int] = []        // index into steps
+        for (i, rule) in a.enumerated() {
+            guard let rule, let matches = positions[rule] else { continue }
+            for j in matches.reversed() {
+                // The first run whose last position is not below j.
+                var low = 0, high = tails.count
+                while low < high {
+                    let middle = (low + high) / 2
+                    if steps[tails[middle]].j < j { low = middle + 1 } else { high = middle }
+                }
+                // A run of that length already ends at j with an earlier rule
+                // of `a`: keep it, so the first of two copies is the one kept.
+                if low < tails.count && steps[tails[low]].j == j { continue }
+                steps.append(Step(i: i, j: j, previous: low > 0 ? tails[low - 1] : -1))
+                if low == tails.count { tails.append(steps.count - 1) } else { tails[low] = steps.count - 1 }
             }
         }
-        var inA = [Bool](repeating: false, count: n), inB = [Bool](repeating: false, count: m)
-        var i = 0, j = 0
-        while i < n && j < m {
-            if a[i] == b[j] {
-                inA[i] = true
-                inB[j] = true
-                i += 1
-                j += 1
-            } else if lengths[(i + 1) * (m + 1) + j] >= lengths[i * (m + 1) + j + 1] {
-                i += 1
-            } else {
-                j += 1
-            }
+        var inA = [Bool](repeating: false, count: a.count), inB = [Bool](repeating: false, count: b.count)
+        var step = tails.last ?? -1
+        while step >= 0 {
+            inA[steps[step].i] = true
+            inB[steps[step].j] = true
+            step = steps[step].previous
         }
         return (inA, inB)
     }

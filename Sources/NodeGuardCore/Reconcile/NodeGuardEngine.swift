@@ -84,6 +84,7 @@ public final class NodeGuardEngine {
     public func start(waiting: (String) -> Void = { _ in }) throws(NodeGuardError) {
         configEntries = try Self.loadConfig(configuration.configPath)
         runtimeEntries = try store.load()
+        try checkLimits()
         var changes: [TableChange] = []
         while true {
             do throws(NodeGuardError) {
@@ -385,6 +386,7 @@ public final class NodeGuardEngine {
         } else {
             updated.append(entry)
         }
+        try checkLimits(blocking: entry)
         let changes = try commitRuntime(updated)
         logger.info("blocked \(entry.key)", metadata: [
             "port": "\(entry.port)", "protocol": "\(entry.transport.rawValue)",
@@ -443,6 +445,7 @@ public final class NodeGuardEngine {
         let previous = configEntries
         configEntries = entries
         do {
+            try checkLimits()
             let changes = try applyEffective()
             lastApply = Date()
             for change in changes { logger.info("applied: \(change)") }
@@ -594,9 +597,8 @@ public final class NodeGuardEngine {
                 let hold = fight.displacement.site.table == "mangle" ? ": new connections are held closed from the raw table" : ""
                 defeats.append("a fight with '\(fight.displacement.culprit)' in \(fight.displacement.site)\(hold)")
             }
-            for family in blockEntry.familiesAllowedEntirely where reconciler.families.contains(family) {
-                defeats.append("allowFrom \(family == .ipv4 ? "0.0.0.0/0" : "::/0") lets every \(family.rawValue) client through: the entry blocks nothing in \(family.rawValue)")
-            }
+            // allowFrom 0.0.0.0/0 or ::/0 (or networks covering every address): nothing blocked there.
+            defeats += DenyListCodec.entryWarnings(blockEntry, path: "allowFrom").map { "allowFrom \($0.message)" }
             let families = AddressFamily.allCases.filter { blockEntry.family.includes($0) && reconciler.families.contains($0) }
             let unblockedFamilies = Set(report.nodePorts.filter { $0.key == key }.map(\.family)).subtracting(families)
             for family in unblockedFamilies.sorted(by: { $0.rawValue < $1.rawValue }) {
@@ -624,9 +626,9 @@ public final class NodeGuardEngine {
         // allowFrom 0.0.0.0/0 and ::/0: blocked in name only.
         let allowedEverywhere = entry.map { blockEntry, _ in
             AddressFamily.allCases.filter { blockEntry.family.includes($0) && reconciler.families.contains($0) }
-                .allSatisfy(blockEntry.familiesAllowedEntirely.contains)
+                .allSatisfy(blockEntry.familiesLetThroughEntirely.contains)
         } ?? false
-        let partlyAllowed = entry.map { !$0.entry.familiesAllowedEntirely.isEmpty } ?? false
+        let partlyAllowed = entry.map { !$0.entry.familiesLetThroughEntirely.isEmpty } ?? false
         fields["verdict"] = .string(!blocked ? "open: NodeGuard does not block \(key)"
                                     : allowedEverywhere ? "open: allowFrom lets every client through, so the entry for \(key) blocks nothing"
                                     : partlyAllowed ? "at risk: see defeats"

@@ -13,24 +13,38 @@ public struct RuntimeStateStore: Sendable {
     public init(directory: String) { self.directory = directory }
 
     /// A missing file is an empty list. A corrupt one is an error that names
-    /// it; the file is left exactly as it is for inspection.
+    /// it; the file is left exactly as it is for inspection. Start-up stops
+    /// on that error before it touches the kernel, so the runtime blocks'
+    /// rules stay; the message warns that moving the file aside would not.
     public func load() throws(NodeGuardError) -> [BlockEntry] {
         guard FileManager.default.fileExists(atPath: path) else { return [] }
-        let bytes = try readFile(path)
         do {
-            return try DenyListCodec.decode(bytes, source: path).entries
-        } catch {
+            return try DenyListCodec.decode(try readFile(path), source: path).entries
+        } catch where error.code == .invalidDenyList {
+            // Too large, or not a valid list (an I/O error stays what it is).
             throw NodeGuardError(.invalidDenyList,
-                "runtime state is corrupt (left untouched for inspection; move it aside to start without runtime blocks): \(error.message)")
+                "runtime state is corrupt (left untouched for inspection; it is in the deny-list format: correct what is named below and start again; moving it aside would start without the runtime blocks and remove their rules): \(error.message)")
         }
     }
 
     /// Writes durably: a temporary file in the same directory, fsync, rename
     /// over the old one, fsync the directory. A crash leaves the old or the new file.
+    /// Never writes what `load` would refuse: a list over `DenyListLimits`,
+    /// or a file over their size, is refused here and nothing is written.
     public func save(_ entries: [BlockEntry]) throws(NodeGuardError) {
+        if let problem = DenyListLimits.listProblems(entries).first {
+            throw NodeGuardError(.limitExceeded,
+                "the runtime state \(path) would hold more than NodeGuard reads back: \(problem); unblock runtime entries first")
+        }
+        let bytes = Array(DenyListCodec.encode(DenyList(entries: entries), compact: true).utf8)
+        guard bytes.count <= DenyListLimits.maximumFileBytes else {
+            throw NodeGuardError(.limitExceeded, """
+                the runtime state \(path) would be \(bytes.count) bytes; NodeGuard reads back at most \
+                \(DenyListLimits.maximumFileBytes) (\(DenyListLimits.maximumFileBytes >> 20) MiB); unblock runtime entries first
+                """)
+        }
         try makeDirectory(directory)
-        let text = DenyListCodec.encode(DenyList(entries: entries))
-        try writeDurably(Array(text.utf8), to: path)
+        try writeDurably(bytes, to: path)
     }
 }
 
@@ -48,8 +62,8 @@ func readFile(_ path: String) throws(NodeGuardError) -> [UInt8] {
         }
         if n == 0 { return bytes }
         bytes += chunk[0..<n]
-        if bytes.count > 16 << 20 {
-            throw NodeGuardError(.invalidDenyList, "\(path) is larger than 16 MiB; that is not a deny-list")
+        if bytes.count > DenyListLimits.maximumFileBytes {
+            throw NodeGuardError(.invalidDenyList, "\(path) is larger than \(DenyListLimits.maximumFileBytes >> 20) MiB; that is not a deny-list")
         }
     }
 }

@@ -18,6 +18,9 @@ public struct NodeGuardError: Error, Sendable, Hashable, CustomStringConvertible
         public static let notFound = Code(rawValue: "not_found")
         /// The request contradicts an entry that already exists.
         public static let conflict = Code(rawValue: "conflict")
+        /// The change would take a list past `DenyListLimits` (entries or
+        /// allowFrom sources in the effective list, or the runtime state's size).
+        public static let limitExceeded = Code(rawValue: "limit_exceeded")
         /// The entry comes from the deny-list file and can only be changed there.
         public static let configEntry = Code(rawValue: "config_entry")
         /// The kernel has no legacy xtables (ENOPROTOOPT).
