@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRIALS=${TRIALS:-100}
-SERVICES=${SERVICES:-9100}
+SERVICES=${SERVICES:-6000}
+ENDPOINTS=${ENDPOINTS:-4}
 FOREIGN=${FOREIGN:-20000}
 CLIENTS=${CLIENTS:-100}
 [ "$(id -u)" = 0 ] || { echo "bench/hostile-node.sh needs root (network namespaces)" >&2; exit 1; }
@@ -30,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$ns"
 ip -n "$ns" link set lo up
-python3 Tests/IntegrationTests/Fixtures/make-kube-proxy-nat.py --services "$SERVICES" > "$work/nat.rules"
+python3 Tests/IntegrationTests/Fixtures/make-kube-proxy-nat.py --services "$SERVICES" --endpoints-per-service "$ENDPOINTS" > "$work/nat.rules"
 ip netns exec "$ns" iptables-legacy-restore < "$work/nat.rules"
 nat_rules=$(ip netns exec "$ns" iptables-legacy-save -t nat | grep -c '^-A ')
 python3 -c "

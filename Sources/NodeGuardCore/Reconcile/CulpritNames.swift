@@ -1,30 +1,37 @@
 /// Names the foreign rules that displace NodeGuard's jump as
 /// `iptables-legacy-save` writes them, so an operator can find them; the
-/// decoder alone can say little of matches NodeGuard does not write. Read
-/// after the repair's commit, once per rule (by identity), never on a
-/// repair's path.
+/// decoder alone can say little of matches NodeGuard does not write. The
+/// save tool runs only when a fight starts (a one-off displacement is named
+/// as decoded), after the repair's commit, once per rule (by identity):
+/// never on a repair's path.
 struct CulpritNames {
-    /// Names remembered at once; a flood of one-off rules starts it afresh.
+    /// Names remembered at once; a flood of fights starts it afresh.
     static let limit = 256
     private var names: [UInt64: String] = [:]
 
-    /// The displacements of `changes`, each culprit named. Reads each table
-    /// the save tool is needed for at most once.
-    mutating func displacements(in changes: [TableChange]) -> [FightTracker.Displacement] {
-        var saved: [ChangeWatch.Table: [String: [String]]?] = [:]
-        return changes.compactMap { change in
-            guard let rule = change.displacedBy.first else { return nil }
-            if names[rule.identity] == nil {
-                let table = ChangeWatch.Table(name: change.table, family: change.family)
-                if saved[table] == nil { saved[table] = SavedRules.read(change.table, change.family) }
-                let text = SavedRules.text(saved[table] ?? nil, chain: change.chain, index: rule.index, fallback: rule.description)
-                if names.count >= Self.limit { names = [:] }
-                // The save is read after the commit: a rule that moved since
-                // (its target differs) is named as decoded instead.
-                let target = rule.description.split(separator: " ").last.map { " " + $0 } ?? ""
-                names[rule.identity] = text.hasSuffix(target) ? text : rule.description
+    /// The displacements of `changes`, each culprit named as well as is
+    /// known so far.
+    func displacements(in changes: [TableChange]) -> [FightTracker.Displacement] {
+        changes.compactMap { change in
+            change.displacedBy.first.map {
+                FightTracker.Displacement(site: change.site, identity: $0.identity, culprit: names[$0.identity] ?? $0.description)
             }
-            return FightTracker.Displacement(site: change.site, identity: rule.identity, culprit: names[rule.identity] ?? rule.description)
         }
+    }
+
+    /// `displacement`'s culprit as iptables-legacy-save writes it, read from
+    /// the table `changes` just left (where the rule's position is known).
+    mutating func name(_ displacement: FightTracker.Displacement, in changes: [TableChange]) -> String {
+        if let known = names[displacement.identity] { return known }
+        guard let change = changes.first(where: { $0.site == displacement.site }),
+              let rule = change.displacedBy.first(where: { $0.identity == displacement.identity }) else { return displacement.culprit }
+        let saved = SavedRules.read(change.table, change.family)
+        let text = SavedRules.text(saved, chain: change.chain, index: rule.index, fallback: rule.description)
+        // The save is read after the commit: a rule that moved since (its
+        // target differs) is named as decoded instead.
+        let target = rule.description.split(separator: " ").last.map { " " + $0 } ?? ""
+        if names.count >= Self.limit { names = [:] }
+        names[rule.identity] = text.hasSuffix(target) ? text : rule.description
+        return names[rule.identity] ?? rule.description
     }
 }

@@ -85,6 +85,11 @@ public struct FightTracker: Sendable {
         return fights.values.sorted { order($0) < order($1) }
     }
 
+    /// Names the culprit of the fight at `site` better (see `CulpritNames`).
+    public mutating func rename(_ site: HookSite, culprit: String) {
+        fights[site]?.displacement.culprit = culprit
+    }
+
     /// Ends each fight whose site NodeGuard has held for a whole backoff period.
     public mutating func tick(at now: ContinuousClock.Instant) -> [Event] {
         var events: [Event] = []

@@ -258,7 +258,13 @@ public final class NodeGuardEngine {
                 try applyEffective(at: start, checkFirst: checkFirst)
             }
             let wasHolding = fights.holding
-            for event in fights.observe(culprits.displacements(in: changes), at: start, yielded: yielded) { report(event) }
+            for event in fights.observe(culprits.displacements(in: changes), at: start, yielded: yielded) {
+                guard case .started(var fight) = event else { report(event); continue }
+                // A fight needs the culprit named so an operator can find it.
+                fight.displacement.culprit = culprits.name(fight.displacement, in: changes)
+                fights.rename(fight.displacement.site, culprit: fight.displacement.culprit)
+                report(.started(fight))
+            }
             // A fight over mangle began: hold the ports closed from raw now,
             // before the other agent moves again.
             if fights.holding && !wasHolding {
