@@ -187,6 +187,7 @@ public final class ControlServer: Service, @unchecked Sendable {
             }
             do {
                 try startThread(name: "ng-client", stackSize: 512 * 1024) { [self] in
+                    lowerCurrentThreadPriority()
                     serve(fd, peer: peer)
                     close(fd)
                     lock.lock()

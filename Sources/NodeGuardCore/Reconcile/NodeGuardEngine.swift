@@ -474,9 +474,7 @@ public final class NodeGuardEngine {
     /// must agree on what "healthy" means.
     func tableHealth() -> (inspections: [TableInspection], hooksFirst: Bool, hooksEffective: Bool,
                            readError: String?, healthy: Bool) {
-        var inspections: [TableInspection] = []
-        var readError: String?
-        do { inspections = try reconciler.inspect(effectiveEntries.map(\.entry)) } catch { readError = error.message }
+        let (inspections, readError) = inspectTables()
         let complete = inspections.count == reconciler.families.count
         let hooksFirst = complete && inspections.allSatisfy { $0.hookFirst.values.allSatisfy { $0 } }
         // Rules that cannot let a blocked packet through may stand above the jump.
@@ -485,6 +483,34 @@ public final class NodeGuardEngine {
         // A repair that waits for the lock: the tables are not as planned.
         let healthy = lastError == nil && readError == nil && hooksEffective && fights.fights.isEmpty && !repairPending
         return (inspections, hooksFirst, hooksEffective, readError, healthy)
+    }
+
+    /// What the last read of the tables found, and when, to serve a flood
+    /// of reads from: the same lock releases, commits and table sizes, and
+    /// younger than `inspectionReuse`.
+    private var lastInspection: (inspections: [TableInspection], readError: String?, at: ContinuousClock.Instant,
+                                 lockReleases: Int, commits: Int, entries: [BlockEntry], sizes: [TableInfo])?
+    /// How stale the counters in `status` and `metrics` may be while requests keep coming.
+    static let inspectionReuse: Duration = .milliseconds(250)
+
+    /// Reads both families' tables for counters and hook positions, unless
+    /// nothing can have changed since a read moments ago: a hundred clients
+    /// polling `status` must not keep the loop from repairs.
+    private func inspectTables() -> (inspections: [TableInspection], readError: String?) {
+        let entries = effectiveEntries.map(\.entry)
+        // Only tables that exist: asking a missing legacy table's size creates it.
+        let sizes = reconciler.families.filter { reconciler.backend.tableExists("mangle", $0) }
+            .compactMap { try? reconciler.backend.tableInfo("mangle", $0) }
+        let now = ContinuousClock.now
+        if let last = lastInspection, now - last.at < Self.inspectionReuse, last.lockReleases == lockReleases,
+           last.commits == reconciler.commitCount, last.entries == entries, last.sizes == sizes {
+            return (last.inspections, last.readError)
+        }
+        var inspections: [TableInspection] = []
+        var readError: String?
+        do { inspections = try reconciler.inspect(entries) } catch { readError = error.message }
+        lastInspection = (inspections, readError, now, lockReleases, reconciler.commitCount, entries, sizes)
+        return (inspections, readError)
     }
 
     func metrics() -> MetricsSnapshot {

@@ -82,3 +82,11 @@ public final class ConditionLock: @unchecked Sendable {
         return try body()
     }
 }
+
+/// Lowers the calling thread's priority (nice +10; on Linux the nice value
+/// is per thread): threads that serve control clients must not take the CPU
+/// from the reconcile loop's repairs when a flood of them arrives. Raising
+/// one's own nice value needs no privilege; if it fails nothing else changes.
+func lowerCurrentThreadPriority() {
+    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+}
