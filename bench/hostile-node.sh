@@ -14,23 +14,8 @@ SERVICES=${SERVICES:-6000}
 ENDPOINTS=${ENDPOINTS:-4}
 FOREIGN=${FOREIGN:-20000}
 CLIENTS=${CLIENTS:-100}
-[ "$(id -u)" = 0 ] || { echo "bench/hostile-node.sh needs root (network namespaces)" >&2; exit 1; }
-
-echo "==> building release binaries" >&2
-swift build -c release --static-swift-stdlib 2>&1 | tail -1 >&2
-bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
-
-ns="nghostile$RANDOM"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
+source bench/common.sh
+bench_setup hostile
 python3 Tests/IntegrationTests/Fixtures/make-kube-proxy-nat.py --services "$SERVICES" --endpoints-per-service "$ENDPOINTS" > "$work/nat.rules"
 ip netns exec "$ns" iptables-legacy-restore < "$work/nat.rules"
 nat_rules=$(ip netns exec "$ns" iptables-legacy-save -t nat | grep -c '^-A ')
@@ -51,13 +36,13 @@ with open(sys.argv[2], "w", buffering=1) as out:
         data = s.recv(4096).decode(errors="replace")
         if "WATCHDOG=1" in data: out.write(f"{time.monotonic()}\n")
 PY
-pids+=($!)
+pids+=($!); disown
 for _ in $(seq 100); do [ -S "$work/notify.sock" ] && break; sleep 0.05; done
 
 printf '{"version": 1, "blocked": [%s]}\n' "$(seq -s, -f '{"port": %g}' 31000 31009)" > "$work/denylist.json"
 NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=10000000 ip netns exec "$ns" "$bin/nodeguardd" \
   --config "$work/denylist.json" --state-dir "$work/state" --socket "$work/sock" 2> "$work/daemon.log" &
-pids+=($!)
+pids+=($!); disown
 for _ in $(seq 400); do "$bin/nodeguardctl" metrics --socket "$work/sock" >/dev/null 2>&1 && break; sleep 0.05; done
 
 # CLIENTS threads, each sending status requests back to back over the control socket.
@@ -86,7 +71,7 @@ def poll():
 for _ in range(clients): threading.Thread(target=poll, daemon=True).start()
 threading.Event().wait()
 PY
-pids+=($!)
+pids+=($!); disown
 sleep 3
 start=$(python3 -c 'import time; print(time.monotonic())')
 flush=$(ip netns exec "$ns" "$bin/nodeguard-bench" repair --kind flush --trials "$TRIALS" --timeout-ms 10000)

@@ -15,31 +15,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRIALS=${TRIALS:-10}
-[ "$(id -u)" = 0 ] || { echo "bench/limits.sh needs root (network namespaces)" >&2; exit 1; }
-
-if [ -z "${BIN_DIR:-}" ]; then
-  echo "==> building release binaries" >&2
-  swift build -c release --static-swift-stdlib 2>&1 | tail -1 >&2
-  BIN_DIR=$(swift build -c release --static-swift-stdlib --show-bin-path)
-fi
-bin=$BIN_DIR
+source bench/common.sh
+bench_setup limits
 # The limits the binaries enforce, unless overridden (to time other candidates with a patched build).
 limits=$("$bin/nodeguard-bench" limits 2>/dev/null || echo '{"entries":8192,"sourcesPerEntry":64,"sources":8192}')
 ENTRIES=${ENTRIES:-$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['entries'])" "$limits")}
 SOURCES=${SOURCES:-$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['sources'])" "$limits")}
 PER_ENTRY=${PER_ENTRY:-$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['sourcesPerEntry'])" "$limits")}
 
-ns="nglimits$RANDOM"
-work=$(mktemp -d)
-daemon=""
-cleanup() {
-  [ -n "$daemon" ] && kill -9 "$daemon" 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
 export XTABLES_LOCKFILE="$work/xtables.lock"
 
 # The list at the limits, less the one entry the block adds: entries with sources first (tcp

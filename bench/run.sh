@@ -17,23 +17,8 @@ cd "$(dirname "$0")/.."
 TRIALS=${TRIALS:-200}
 IDLE_SECONDS=${IDLE_SECONDS:-60}
 NAT_CHANGES=${NAT_CHANGES:-30}
-[ "$(id -u)" = 0 ] || { echo "bench/run.sh needs root (network namespaces)" >&2; exit 1; }
-
-echo "==> building release binaries" >&2
-swift build -c release --static-swift-stdlib 2>&1 | tail -1 >&2
-bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
-
-ns="ngbench$RANDOM"
-work=$(mktemp -d)
-daemon=""
-cleanup() {
-  [ -n "$daemon" ] && kill -9 "$daemon" 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
+source bench/common.sh
+bench_setup bench
 python3 Tests/IntegrationTests/Fixtures/make-kube-proxy-nat.py --services 5000 > "$work/nat.rules"
 ip netns exec "$ns" iptables-legacy-restore < "$work/nat.rules"
 nat_lines=$(ip netns exec "$ns" iptables-legacy-save -t nat | wc -l)
