@@ -6,8 +6,11 @@
 #include "CNodeGuardIPTC.h"
 
 /// Decodes one ipt_entry or ip6t_entry (by `family`) whose target resolves
-/// to `target` ("DROP", a chain name, "DNAT", ...) into `out`.
-void ngiptc_decode_entry(int family, const void *entry, const char *target, ngiptc_rule_info *out);
+/// to `target` ("DROP", a chain name, "DNAT", ...) into `out`; its
+/// `identity` only when `with_identity` (a copy and a hash per rule that only
+/// the rules of built-in chains, where other programs displace NodeGuard's
+/// jump, need; a 100,000-rule nat read does not).
+void ngiptc_decode_entry(int family, const void *entry, const char *target, int with_identity, ngiptc_rule_info *out);
 
 /// The multiply-xorshift step every digest here is built from.
 uint64_t ngiptc_mix(uint64_t hash, uint64_t word);

@@ -341,7 +341,7 @@ int ngiptc_snapshot_read_rules_from(const ngiptc_blob *blob, unsigned int chain,
     const blob_chain *c = &blob->chains[chain];
     int count = 0;
     for (uint32_t i = c->first + (uint32_t)start; i < c->end && count < capacity; i++) {
-        ngiptc_decode_entry(blob->family, blob->entries + blob->offsets[i], target_name(blob, i), &rules[count++]);
+        ngiptc_decode_entry(blob->family, blob->entries + blob->offsets[i], target_name(blob, i), c->builtin, &rules[count++]);
     }
     return count;
 }

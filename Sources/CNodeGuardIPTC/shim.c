@@ -326,7 +326,7 @@ static void decode_untracking(const char *target, const struct xt_entry_target *
     out->untracks = (flags & XT_CT_NOTRACK) != 0;
 }
 
-void ngiptc_decode_entry(int family, const void *entry, const char *target, ngiptc_rule_info *out) {
+void ngiptc_decode_entry(int family, const void *entry, const char *target, int with_identity, ngiptc_rule_info *out) {
     memset(out, 0, sizeof(*out));
     const unsigned char *bytes = entry;
     entry_fields f = fields_of(family, (void *)entry);
@@ -405,7 +405,7 @@ void ngiptc_decode_entry(int family, const void *entry, const char *target, ngip
     strncpy(spec->target, target ? target : "", sizeof(spec->target) - 1);
     decode_nat_target(family, (const struct xt_entry_target *)(bytes + *f.target_offset),
                       *f.next_offset - *f.target_offset, out);
-    out->identity = ngiptc_entry_identity(family, entry, target, 0xCBF29CE484222325ULL);
+    if (with_identity) out->identity = ngiptc_entry_identity(family, entry, target, 0xCBF29CE484222325ULL);
     decode_untracking(target, (const struct xt_entry_target *)(bytes + *f.target_offset),
                       *f.next_offset - *f.target_offset, out);
     out->protocol_inverted = family == AF_INET6 ? (((const struct ip6t_entry *)entry)->ipv6.invflags & IP6T_INV_PROTO) != 0
@@ -527,8 +527,9 @@ int ngiptc_read_rules(ngiptc_table *table, const char *chain, ngiptc_rule_info *
                       int capacity, int *error) {
     if (!ngiptc_is_chain(table, chain)) { *error = ENOENT; return -1; }
     int count = 0;
+    int builtin = ngiptc_is_builtin(table, chain);
     for (const void *e = first_rule(table, chain); e && count < capacity; e = next_rule(table, e)) {
-        ngiptc_decode_entry(table->family, e, safe_target_name(table, e), &rules[count++]);
+        ngiptc_decode_entry(table->family, e, safe_target_name(table, e), builtin, &rules[count++]);
     }
     return count;
 }

@@ -65,6 +65,7 @@ typedef struct ngiptc_rule_info {
     uint8_t untracks;
     /// The rule's bytes, counters zeroed and jumps by name, hashed: the same
     /// rule has the same identity wherever it stands and whenever it is read.
+    /// Filled for the rules of built-in chains only (0 elsewhere).
     uint64_t identity;
 } ngiptc_rule_info;
 

@@ -87,7 +87,9 @@ public struct ObservedRule: Sendable, Hashable, CustomStringConvertible {
     public var untracks = false
     /// The same rule has the same identity wherever it stands in its chain
     /// (its bytes, counters zeroed, jumps by name): what tells one foreign
-    /// rule from another that merely looks alike in `description`.
+    /// rule from another that merely looks alike in `description`. Read for
+    /// the rules of built-in chains only (0 elsewhere): that is where other
+    /// programs displace NodeGuard's jump.
     public var identity: UInt64 = 0
 
     public init(spec: RuleSpec?, target: String, comment: String, packets: UInt64 = 0, bytes: UInt64 = 0) {

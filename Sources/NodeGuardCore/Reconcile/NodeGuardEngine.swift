@@ -248,14 +248,15 @@ public final class NodeGuardEngine {
     /// Re-reads NodeGuard's chains and repairs any drift at once. With
     /// `checkFirst`, reads without the lock first (Reconciler.apply).
     public func verify(checkFirst: Bool = false) {
-        fullReadCount += 1
         let clock = ContinuousClock()
         let start = clock.now
         for event in fights.tick(at: start) { report(event) }
         let yielded = fights.yielding(at: start)
         do {
             var changes = try locked { () throws(NodeGuardError) in
-                try applyEffective(at: start, checkFirst: checkFirst)
+                // Counted once the lock is ours: a repair waiting for it reads nothing.
+                fullReadCount += 1
+                return try applyEffective(at: start, checkFirst: checkFirst)
             }
             let wasHolding = fights.holding
             for event in fights.observe(culprits.displacements(in: changes), at: start, yielded: yielded) {
