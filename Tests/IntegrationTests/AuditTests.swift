@@ -68,6 +68,9 @@ final class AuditTests: NodeTestCase {
         rules += "COMMIT\n"
         XCTAssertEqual(try runCommand(["ip", "netns", "exec", node.node, "iptables-legacy-restore", "--noflush"], input: rules).status, 0)
         XCTAssertTrue(try node.eventually(10) { try node.mangleRules().first?.hasSuffix("-j NODEGUARD") == true }, node.daemonLog.suffix(2000).description)
+        // The record and the log line follow the commit: wait for them too.
+        XCTAssertTrue(try node.eventually(5) { try self.records().contains { $0["action"] as? String == "repair" }
+            && node.daemonLog.contains("repaired drift") })
         let repair = try XCTUnwrap(try records().last { $0["action"] as? String == "repair" })
         let line = try XCTUnwrap(String(data: JSONSerialization.data(withJSONObject: repair), encoding: .utf8))
         XCTAssertLessThan(line.utf8.count, 4096, line)

@@ -99,7 +99,9 @@ final class LimitsTests: NodeTestCase {
         XCTAssertGreaterThan(counted, 0, "the client's packets went through its RETURN rule")
         try node.inNode("iptables-legacy -w -t mangle -I \(chain) \(chainLength / 2) -p tcp -j ACCEPT")
         XCTAssertTrue(try node.eventually(5) { try node.mangleRules() == before }, "the chain is repaired")
-        XCTAssertTrue(node.daemonLog.contains("repaired drift: ipv4 mangle \(chain): removed 1 rule(s)"), node.daemonLog.suffix(2000).description)
+        // The log line follows the commit (and the audit record's fsync): wait for it too.
+        XCTAssertTrue(node.eventually(5) { node.daemonLog.contains("repaired drift: ipv4 mangle \(chain): removed 1 rule(s)") },
+                      node.daemonLog.suffix(2000).description)
         XCTAssertGreaterThanOrEqual(try clientCounter(), counted, "the client's RETURN rule was kept, with its counter")
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002, from: .node))
     }
