@@ -118,11 +118,7 @@ public final class NodeGuardEngine {
     }
 
     public static func loadConfig(_ path: String) throws(NodeGuardError) -> [BlockEntry] {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw NodeGuardError(.ioFailure,
-                "deny-list \(path) does not exist; create it (an empty list is {\"version\": 1, \"blocked\": []}) or pass --config")
-        }
-        return try DenyListCodec.decode(readFile(path), source: path).entries
+        try DenyListCodec.load(path).entries
     }
 
     /// The file's entries first; a runtime entry for a port the file also
