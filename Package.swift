@@ -72,6 +72,11 @@ let package = Package(
             name: "NodeGuardCoreTests",
             dependencies: ["NodeGuardCore", "NodeGuardControl"]
         ),
+        // The protocol's typed answers.
+        .testTarget(
+            name: "NodeGuardControlTests",
+            dependencies: ["NodeGuardControl"]
+        ),
         // Root only: real kernel, real packets, in network namespaces the tests create.
         .testTarget(
             name: "IntegrationTests",
