@@ -55,8 +55,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "nodeguardctl",
+            // Not NodeGuardCore: the CLI only talks to a socket and must not
+            // link libiptc or libsystemd (NodeGuardCtlTests checks DT_NEEDED).
             dependencies: [
-                "NodeGuardCore",
+                "NodeGuardControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -72,10 +74,10 @@ let package = Package(
             name: "NodeGuardCoreTests",
             dependencies: ["NodeGuardCore", "NodeGuardControl"]
         ),
-        // The protocol's typed answers.
+        // The protocol's typed answers, nodeguardctl's options, and what the CLI links.
         .testTarget(
             name: "NodeGuardControlTests",
-            dependencies: ["NodeGuardControl"]
+            dependencies: ["NodeGuardControl", "nodeguardctl"]
         ),
         // Root only: real kernel, real packets, in network namespaces the tests create.
         .testTarget(
