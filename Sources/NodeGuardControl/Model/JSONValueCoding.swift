@@ -129,25 +129,19 @@ private struct KeyedNodeEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol 
     mutating func superEncoder(forKey key: Key) -> any Encoder { NodeEncoder(node: child(key), codingPath: codingPath + [key]) }
 }
 
-private struct UnkeyedNodeEncoder: UnkeyedEncodingContainer {
-    let node: EncodingNode
-    let codingPath: [any CodingKey]
-    var count: Int { node.items!.count }
+/// The scalar encodes, alike for an array's next item and for a single value.
+private protocol ScalarEncoder {
+    /// Stores `value` where the next scalar goes; `path` is that place's.
+    mutating func put(_ value: JSONValue)
+    var scalarPath: [any CodingKey] { get }
+}
 
-    private func next() -> (EncodingNode, [any CodingKey]) {
-        let child = EncodingNode()
-        let path = codingPath + [IndexKey(count)]
-        node.items!.append(child)
-        return (child, path)
-    }
-
-    private func put(_ value: JSONValue) { next().0.scalar = value }
-
+extension ScalarEncoder {
     mutating func encodeNil() throws { put(.null) }
     mutating func encode(_ value: Bool) throws { put(.bool(value)) }
     mutating func encode(_ value: String) throws { put(.string(value)) }
-    mutating func encode(_ value: Double) throws { put(try scalar(value, codingPath + [IndexKey(count)])) }
-    mutating func encode(_ value: Float) throws { put(try scalar(Double(value), codingPath + [IndexKey(count)])) }
+    mutating func encode(_ value: Double) throws { put(try scalar(value, scalarPath)) }
+    mutating func encode(_ value: Float) throws { put(try scalar(Double(value), scalarPath)) }
     mutating func encode(_ value: Int) throws { put(scalar(value)) }
     mutating func encode(_ value: Int8) throws { put(scalar(value)) }
     mutating func encode(_ value: Int16) throws { put(scalar(value)) }
@@ -158,6 +152,23 @@ private struct UnkeyedNodeEncoder: UnkeyedEncodingContainer {
     mutating func encode(_ value: UInt16) throws { put(scalar(value)) }
     mutating func encode(_ value: UInt32) throws { put(scalar(value)) }
     mutating func encode(_ value: UInt64) throws { put(scalar(value)) }
+}
+
+private struct UnkeyedNodeEncoder: UnkeyedEncodingContainer, ScalarEncoder {
+    let node: EncodingNode
+    let codingPath: [any CodingKey]
+    var count: Int { node.items!.count }
+    var scalarPath: [any CodingKey] { codingPath + [IndexKey(count)] }
+
+    private func next() -> (EncodingNode, [any CodingKey]) {
+        let child = EncodingNode()
+        let path = scalarPath
+        node.items!.append(child)
+        return (child, path)
+    }
+
+    func put(_ value: JSONValue) { next().0.scalar = value }
+
     mutating func encode<T: Encodable>(_ value: T) throws {
         let (child, path) = next()
         try value.encode(to: NodeEncoder(node: child, codingPath: path))
@@ -179,27 +190,13 @@ private struct UnkeyedNodeEncoder: UnkeyedEncodingContainer {
     }
 }
 
-private struct SingleNodeEncoder: SingleValueEncodingContainer {
+private struct SingleNodeEncoder: SingleValueEncodingContainer, ScalarEncoder {
     let node: EncodingNode
     let codingPath: [any CodingKey]
+    var scalarPath: [any CodingKey] { codingPath }
 
-    private func put(_ value: JSONValue) { node.scalar = value }
+    func put(_ value: JSONValue) { node.scalar = value }
 
-    mutating func encodeNil() throws { put(.null) }
-    mutating func encode(_ value: Bool) throws { put(.bool(value)) }
-    mutating func encode(_ value: String) throws { put(.string(value)) }
-    mutating func encode(_ value: Double) throws { put(try scalar(value, codingPath)) }
-    mutating func encode(_ value: Float) throws { put(try scalar(Double(value), codingPath)) }
-    mutating func encode(_ value: Int) throws { put(scalar(value)) }
-    mutating func encode(_ value: Int8) throws { put(scalar(value)) }
-    mutating func encode(_ value: Int16) throws { put(scalar(value)) }
-    mutating func encode(_ value: Int32) throws { put(scalar(value)) }
-    mutating func encode(_ value: Int64) throws { put(scalar(value)) }
-    mutating func encode(_ value: UInt) throws { put(scalar(value)) }
-    mutating func encode(_ value: UInt8) throws { put(scalar(value)) }
-    mutating func encode(_ value: UInt16) throws { put(scalar(value)) }
-    mutating func encode(_ value: UInt32) throws { put(scalar(value)) }
-    mutating func encode(_ value: UInt64) throws { put(scalar(value)) }
     mutating func encode<T: Encodable>(_ value: T) throws {
         try value.encode(to: NodeEncoder(node: node, codingPath: codingPath))
     }
