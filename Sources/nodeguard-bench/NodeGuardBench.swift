@@ -40,8 +40,13 @@ struct Repair: ParsableCommand {
             // A different rule each time: the same rule pushing NodeGuard down
             // again and again is a fight, which NodeGuard stops answering.
             let foreign = RuleSpec(transport: .tcp, comment: "bench: foreign rule \(trial) above NodeGuard", target: "ACCEPT")
-            let saved: [RuleSpec]
-            (saved, _, _) = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) -> [RuleSpec] in
+            // What the change left, read back under the bench's own lock: NodeGuard
+            // takes that lock to repair, so it cannot have acted before this, and
+            // any later move of the sizes or digest is its repair. (Looking at the
+            // table right after the release instead, with a full libiptc read,
+            // competed with the repair for the kernel's table mutex and a CPU and
+            // added its own 10-20 ms to the figures.)
+            let (saved, _, left) = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) -> [RuleSpec] in
                 if kind == "insert" {
                     try table.insertRule(foreign, in: "PREROUTING", at: 0)
                     return []
@@ -52,6 +57,7 @@ struct Repair: ParsableCommand {
             }
             // The change is committed and the lock released: NodeGuard may start now.
             let start = clock.now
+            guard var baseline = left else { throw ValidationError("trial \(trial): the table could not be read back") }
             // How to see the repair land without slowing it: a flush's repair
             // changes the table's sizes, which one small getsockopt shows. Moving
             // the jump back keeps every size, so for inserts only the digest
@@ -59,26 +65,24 @@ struct Repair: ParsableCommand {
             // compete with the daemon for the kernel's table mutex and a CPU:
             // poll it every millisecond (the resolution of those figures).
             let sizesTell = kind == "flush"
-            let changedInfo = try backend.tableInfo("mangle", .ipv4)
-            let changed = sizesTell ? nil : try backend.ownedFingerprint("mangle", .ipv4)
-            // NodeGuard may have repaired before `changed` was taken: look once first.
-            var repaired = isRepaired(backend, kind: kind, expected: saved)
-            var lastLook = clock.now
-            while !repaired && clock.now - start < .milliseconds(timeoutMs) {
-                let moved = sizesTell ? try backend.tableInfo("mangle", .ipv4) != changedInfo
-                                      : try backend.ownedFingerprint("mangle", .ipv4) != changed
-                // Also look every 50 ms whatever moved says, so that a repair that
-                // landed between the change and `changed` cannot be missed.
-                let due = clock.now - lastLook > .milliseconds(50)
-                if moved || due { lastLook = clock.now }
-                if (moved || due) && isRepaired(backend, kind: kind, expected: saved) {
-                    repaired = true
-                    break
+            var repairedAt: ContinuousClock.Instant?
+            while clock.now - start < .milliseconds(timeoutMs) {
+                let moved = sizesTell ? try backend.tableInfo("mangle", .ipv4) != baseline.info
+                                      : try backend.ownedFingerprint("mangle", .ipv4).digest != baseline.digest
+                if moved {
+                    // The time the move was seen, not after the (full) read that confirms it.
+                    let seen = clock.now
+                    if isRepaired(backend, kind: kind, expected: saved) {
+                        repairedAt = seen
+                        break
+                    }
+                    // Someone else's change (or half a repair): wait for the next move.
+                    baseline = try backend.ownedFingerprint("mangle", .ipv4)
                 }
                 usleep(sizesTell ? 100 : 1000)
             }
-            let elapsed = clock.now - start
-            if repaired {
+            if let repairedAt {
+                let elapsed = repairedAt - start
                 latencies.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
             } else {
                 timeouts += 1
