@@ -46,18 +46,15 @@ struct Repair: ParsableCommand {
             // table right after the release instead, with a full libiptc read,
             // competed with the repair for the kernel's table mutex and a CPU and
             // added its own 10-20 ms to the figures.)
-            let (saved, _, left) = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) -> [RuleSpec] in
-                if kind == "insert" {
-                    try table.insertRule(foreign, in: "PREROUTING", at: 0)
-                    return []
-                }
-                let rules = try table.rules(in: RulePlanner.entryChain).compactMap(\.spec)
-                try table.flushChain(RulePlanner.entryChain)
-                return rules
+            var saved: [RuleSpec] = []
+            let outcome = try backend.transact("mangle", .ipv4) { table throws(NodeGuardError) in
+                if kind == "insert" { return TableRepair(edits: [.insertRule(foreign, chain: "PREROUTING", index: 0)]) }
+                saved = try table.rules(in: RulePlanner.entryChain).compactMap(\.spec)
+                return TableRepair(edits: [.flushChain(RulePlanner.entryChain)])
             }
             // The change is committed and the lock released: NodeGuard may start now.
             let start = clock.now
-            guard var baseline = left else { throw ValidationError("trial \(trial): the table could not be read back") }
+            guard var baseline = outcome.fingerprint else { throw ValidationError("trial \(trial): the table could not be read back") }
             // How to see the repair land without slowing it: a flush's repair
             // changes the table's sizes, which one small getsockopt shows. Moving
             // the jump back keeps every size, so for inserts only the digest
@@ -93,11 +90,10 @@ struct Repair: ParsableCommand {
             }
             if kind == "insert" {
                 // Take the foreign rule away again and let NodeGuard settle.
-                _ = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) in
+                _ = try backend.transact("mangle", .ipv4) { table throws(NodeGuardError) in
                     let rules = try table.rules(in: "PREROUTING")
-                    for index in rules.indices.reversed() where rules[index].spec == foreign {
-                        try table.deleteRule(in: "PREROUTING", at: index)
-                    }
+                    return TableRepair(edits: rules.indices.reversed().filter { rules[$0].spec == foreign }
+                        .map { .deleteRule(chain: "PREROUTING", index: $0) })
                 }
             }
             // Let NodeGuard settle (it re-reads after the clean-up too): each
@@ -229,11 +225,11 @@ struct LockHold: ParsableCommand {
                 chainRules = names.reduce(0) { $0 + (before[$1]?.count ?? 0) }
                 // A different rule each time; in the middle of the chain.
                 let foreign = RuleSpec(transport: .tcp, comment: "bench: foreign rule \(trial)", target: "ACCEPT")
-                _ = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) in
-                    for name in names {
-                        if action == "flush" { try table.flushChain(name) }
-                        else { try table.insertRule(foreign, in: name, at: (before[name]?.count ?? 0) / 2) }
-                    }
+                _ = try backend.transact("mangle", .ipv4) { _ throws(NodeGuardError) in
+                    TableRepair(edits: names.map { name in
+                        action == "flush" ? .flushChain(name)
+                            : .insertRule(foreign, chain: name, index: (before[name]?.count ?? 0) / 2)
+                    })
                 }
                 // The change is committed and the lock released: NodeGuard may start now.
                 // Its repair ends with its last hold (the commit); the chains are read
