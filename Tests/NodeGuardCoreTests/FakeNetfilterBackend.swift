@@ -56,8 +56,9 @@ final class FakeNetfilterBackend: NetfilterBackend, @unchecked Sendable {
     /// writer that ignores the xtables lock would: if it changes the table,
     /// the commit fails with EAGAIN and the transaction reads and plans again.
     var beforeCommit: ((FakeNetfilterBackend, TableKey) -> Void)?
-    /// The next this many commits fail outright, as the kernel refusing them would.
-    var failingCommits = 0
+    /// Commits to the tables for which this says true fail outright, as the
+    /// kernel refusing them would; nothing reaches the table.
+    var refusesCommit: (TableKey) -> Bool = { _ in false }
     /// A transaction fails at its edit number `failAtEdit` (0-based) as libiptc
     /// refusing an edit would; nothing of it reaches the table.
     var failAtEdit: Int?
@@ -129,15 +130,14 @@ final class FakeNetfilterBackend: NetfilterBackend, @unchecked Sendable {
                 try Self.apply(edit, to: &edited, family: family, table: name)
             }
             beforeCommit?(self, key)
+            if refusesCommit(key) {
+                throw NodeGuardError(.netfilterFailure, "committing the fake \(family.rawValue) \(name) table: refused (injected)")
+            }
             let committed: Bool = lock.withLock {
                 guard generations[key, default: 0] == generation else { return false }
                 tables[key] = edited
                 generations[key, default: 0] += 1
                 return true
-            }
-            if failingCommits > 0 {
-                failingCommits -= 1
-                throw NodeGuardError(.netfilterFailure, "committing the fake \(family.rawValue) \(name) table: refused (injected)")
             }
             if committed {
                 commits += 1
@@ -164,6 +164,12 @@ final class FakeNetfilterBackend: NetfilterBackend, @unchecked Sendable {
         let (table, _) = try read(TableKey(name: name, family: family))
         lock.withLock { lockFreeReads += 1 }
         return try body(FakeTableView(table, family: family))
+    }
+
+    /// Each rule as "-A CHAIN <decoded rule>", in the manner of iptables-save.
+    func savedRules(_ name: String, _ family: AddressFamily) -> [String: [String]]? {
+        guard let table = table(name, family) else { return nil }
+        return Dictionary(uniqueKeysWithValues: table.rules.map { chain, rules in (chain, rules.map { "-A \(chain) \($0)" }) })
     }
 
     func tableExists(_ name: String, _ family: AddressFamily) -> Bool {

@@ -38,6 +38,10 @@ public struct LibIPTCBackend: NetfilterBackend {
         try reader.ownedFingerprint(name, family)
     }
 
+    public func savedRules(_ name: String, _ family: AddressFamily) -> [String: [String]]? {
+        SavedRules.read(name, family)
+    }
+
     public func tableExists(_ name: String, _ family: AddressFamily) -> Bool {
         let file = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return false }

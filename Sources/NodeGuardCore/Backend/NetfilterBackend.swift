@@ -104,6 +104,13 @@ public protocol NetfilterBackend: Sendable {
     /// create it (opening a table through libiptc does).
     func tableExists(_ name: String, _ family: AddressFamily) -> Bool
 
+    /// Each chain's rules as the backend's own tool writes them (for libiptc,
+    /// `iptables-legacy-save`'s `-A CHAIN ...` lines), or nil where that
+    /// fails: to name other programs' rules to an operator, whose matches
+    /// NodeGuard's decoder does not read. For reports, never on a repair's
+    /// path. Saving a table that does not exist creates it: check `tableExists`.
+    func savedRules(_ name: String, _ family: AddressFamily) -> [String: [String]]?
+
     /// The table's sizes, read without copying a rule: for noticing changes
     /// cheaply. Like opening it, this creates a missing legacy table.
     func tableInfo(_ name: String, _ family: AddressFamily) throws(NodeGuardError) -> TableInfo

@@ -68,9 +68,15 @@ public final class NodeGuardEngine {
     /// node_exporter runs as a user of its own and must read the textfile; it holds only counters.
     static let textfileMode: mode_t = 0o644
 
-    public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger) {
+    /// The time for the verify schedule and fights (tests pass their own).
+    let now: () -> ContinuousClock.Instant
+
+    public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger,
+                families: [AddressFamily] = Reconciler.availableFamilies(),
+                now: @escaping () -> ContinuousClock.Instant = { .now }) {
         self.configuration = configuration
-        self.reconciler = Reconciler(backend: backend)
+        self.now = now
+        self.reconciler = Reconciler(backend: backend, families: families)
         self.store = RuntimeStateStore(directory: configuration.stateDirectory)
         self.audit = AuditLog(directory: configuration.stateDirectory)
         self.logger = logger
@@ -92,7 +98,7 @@ public final class NodeGuardEngine {
                 break
             } catch where error.code == .lockTimeout {
                 if lockWaitSince == nil {
-                    lockWaitSince = .now
+                    lockWaitSince = now()
                     logger.warning("start-up waits for the xtables lock, keeping the kernel's rules as they are: \(error.message)")
                 }
                 waiting("waiting for the xtables lock: \(error.message)")
@@ -186,10 +192,12 @@ public final class NodeGuardEngine {
         if repairPending { return verify() }
         // After a failed read, retry once per verify interval, not every tick.
         if lastError != nil && !deep { return }
+        // A fight's retake or end is due on time, not at the next change.
+        if fights.needsRead(at: now()) { return verify() }
         let reason: ChangeWatch.Reason?
         if lastError != nil {
             reason = .unknown
-        } else if let last = lastFullRead, ContinuousClock.now - last < ChangeWatch.fullReadInterval {
+        } else if let last = lastFullRead, now() - last < ChangeWatch.fullReadInterval {
             reason = deep ? watch.deepCheck(watchedTables, backend: reconciler.backend)
                           : watch.quickCheck(watchedTables, backend: reconciler.backend)
         } else {
@@ -211,7 +219,7 @@ public final class NodeGuardEngine {
     /// Takes what the last apply verified, under the lock, as the state to watch.
     private func rememberTables() {
         watch.remember(watchedTables, verified: reconciler.verifiedFingerprints)
-        lastFullRead = ContinuousClock.now
+        lastFullRead = now()
     }
 
     /// How often a start-up that waits for the xtables lock tries again
@@ -236,33 +244,41 @@ public final class NodeGuardEngine {
         try reconciler.backend.holdingLock(wait: .zero, body)
     }
 
+    private func countedFullRead<T>(_ body: () throws(NodeGuardError) -> T) throws(NodeGuardError) -> T {
+        fullReadCount += 1
+        return try body()
+    }
+
     /// Applies the effective entries in the current fight mode: jump on top
     /// (or left where it is while backing off), raw hold on or off.
     @discardableResult
-    private func applyEffective(at now: ContinuousClock.Instant = .now,
+    private func applyEffective(at time: ContinuousClock.Instant? = nil,
                                 checkFirst: Bool = false) throws(NodeGuardError) -> [TableChange] {
-        try reconciler.apply(effectiveEntries.map(\.entry), yielding: fights.yielding(at: now),
+        try reconciler.apply(effectiveEntries.map(\.entry), yielding: fights.yielding(at: time ?? now()),
                              holdInRaw: fights.holding, checkFirst: checkFirst)
     }
 
     /// Re-reads NodeGuard's chains and repairs any drift at once. With
     /// `checkFirst`, reads without the lock first (Reconciler.apply).
     public func verify(checkFirst: Bool = false) {
-        let clock = ContinuousClock()
-        let start = clock.now
+        let start = now()
         for event in fights.tick(at: start) { report(event) }
         let yielded = fights.yielding(at: start)
         do {
-            var changes = try locked { () throws(NodeGuardError) in
-                // Counted once the lock is ours: a repair waiting for it reads nothing.
-                fullReadCount += 1
-                return try applyEffective(at: start, checkFirst: checkFirst)
-            }
+            // A read that is merely due plans on lock-free reads and takes the
+            // lock only for a table that needs a repair: another program's
+            // long iptables-restore does not hold it up.
+            var changes = checkFirst
+                ? try countedFullRead { () throws(NodeGuardError) in try applyEffective(at: start, checkFirst: true) }
+                : try locked { () throws(NodeGuardError) in
+                    // Counted once the lock is ours: a repair waiting for it reads nothing.
+                    try countedFullRead { () throws(NodeGuardError) in try applyEffective(at: start) }
+                }
             let wasHolding = fights.holding
             for event in fights.observe(culprits.displacements(in: changes), at: start, yielded: yielded) {
                 guard case .started(var fight) = event else { report(event); continue }
                 // A fight needs the culprit named so an operator can find it.
-                fight.displacement.culprit = culprits.name(fight.displacement, in: changes)
+                fight.displacement.culprit = culprits.name(fight.displacement, in: changes, backend: reconciler.backend)
                 fights.rename(fight.displacement.site, culprit: fight.displacement.culprit)
                 report(.started(fight))
             }
@@ -275,7 +291,7 @@ public final class NodeGuardEngine {
             if lockWaitSince != nil { logger.info("the xtables lock is free again; repaired what waited for it") }
             lockWaitSince = nil
             repairPending = false
-            lastVerifyDuration = clock.now - start
+            lastVerifyDuration = now() - start
             lastVerify = Date()
             if lastError != nil { logger.info("the tables are healthy again") }
             lastError = nil
@@ -325,7 +341,7 @@ public final class NodeGuardEngine {
             case .metrics: response = .success(.object(["text": .string(metrics().render())]))
             }
         } catch where error.code == .lockTimeout && waited == nil {
-            if lockWaitSince == nil { lockWaitSince = .now }
+            if lockWaitSince == nil { lockWaitSince = now() }
             return .failure(error)
         } catch {
             var failure = error

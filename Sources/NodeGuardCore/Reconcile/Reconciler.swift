@@ -36,8 +36,9 @@ public final class Reconciler {
     /// in the raw table, which runs before mangle, and false removes it.
     /// With `checkFirst`, each table's repair is planned on a lock-free read
     /// first, and the table opened through libiptc (under the xtables lock,
-    /// with its copy of every rule) only if that repair is not empty: for the
-    /// periodic full read, which nearly always finds nothing to do.
+    /// with its copy of every rule) only if that repair is not empty, and
+    /// only if the lock is free (`.lockTimeout` otherwise): for the periodic
+    /// full read, which nearly always finds nothing to do and never waits.
     @discardableResult
     public func apply(_ entries: [BlockEntry], yielding: Set<HookSite> = [], holdInRaw: Bool = false,
                       checkFirst: Bool = false) throws(NodeGuardError) -> [TableChange] {
@@ -146,7 +147,9 @@ public final class Reconciler {
                 return ([], false)
             }
         }
-        let outcome = try backend.transact(name, family, plan)
+        let outcome = checkFirst
+            ? try backend.holdingLock(wait: .zero) { () throws(NodeGuardError) in try backend.transact(name, family, plan) }
+            : try backend.transact(name, family, plan)
         verifiedFingerprints[table] = outcome.fingerprint
         return (outcome.repair.changes, outcome.committed)
     }
