@@ -456,7 +456,7 @@ public final class NodeGuardEngine {
                      "family": .string(rewrite.family.rawValue), "source": .string(rewrite.source),
                      "to": .array([.string(rewrite.to)])])
         }
-        var defeats = report.warnings.filter { !$0.hasPrefix("kube-proxy runs in IPVS mode") }
+        var defeats = report.defeats
         var fields: [String: JSONValue] = ["port": .integer(key.port), "protocol": .string(key.transport.rawValue),
                                            "rewrites": .array(rewrites), "dataplane": dataplaneJSON(report)]
         if let (blockEntry, source) = entry {
@@ -485,7 +485,7 @@ public final class NodeGuardEngine {
             fields["nodeguard"] = .object([
                 "blocked": .bool(true), "source": .string(source.rawValue),
                 "families": .array(families.map { .string($0.rawValue) }),
-                "where": .string("mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> NODEGUARD -> NODEGUARD-\(key.transport.rawValue.uppercased())"),
+                "where": .string("mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> \(RulePlanner.entryChain) -> \(RulePlanner.transportChain(key.transport))"),
                 "dropped": .object(drops),
             ])
         } else {
