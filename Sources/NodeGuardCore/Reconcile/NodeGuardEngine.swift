@@ -44,61 +44,56 @@ public final class NodeGuardEngine {
 
     private(set) var configEntries: [BlockEntry] = []
     private(set) var runtimeEntries: [BlockEntry] = []
-    private(set) var lastVerify: Date?
-    private(set) var lastVerifyDuration: Duration?
     private(set) var lastApply: Date?
-    private(set) var repairCount = 0
-    /// Full libiptc reads by the verify loop (each may repair).
-    private(set) var fullReadCount = 0
-    private var watch = ChangeWatch()
-    private var lastFullRead: ContinuousClock.Instant?
-    private var fights = FightTracker()
-    private var culprits = CulpritNames()
+    let drift: DriftGuard
+    let trail: AuditTrail
     private let dataplaneCache = DataplaneCache()
     private var loggedDataplane: String?
-    private(set) var lastError: String?
     private var textfileWritten: ContinuousClock.Instant?
     /// The textfile is rewritten at most this often (and after every change).
     static let textfileInterval: Duration = .seconds(15)
     /// node_exporter runs as a user of its own and must read the textfile; it holds only counters.
     static let textfileMode: mode_t = 0o644
 
-    public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger) {
+    // What the drift guard knows, for the reports.
+    var lastVerify: Date? { drift.lastVerify }
+    var lastVerifyDuration: Duration? { drift.lastVerifyDuration }
+    var repairCount: Int { drift.repairCount }
+    var fullReadCount: Int { drift.fullReadCount }
+    var lastError: String? { drift.lastError }
+    var fights: FightTracker { drift.fights }
+    var watch: ChangeWatch { drift.watch }
+    var lockWaitSince: ContinuousClock.Instant? { drift.lockWaitSince }
+    var repairPending: Bool { drift.repairPending }
+    var lockReleases: Int { drift.lockReleases }
+    var now: () -> ContinuousClock.Instant { drift.now }
+    static var fightAdvice: String { DriftGuard.fightAdvice }
+    func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] { DriftGuard.fightDetails(fight) }
+
+    public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger,
+                families: [AddressFamily] = Reconciler.availableFamilies(),
+                now: @escaping () -> ContinuousClock.Instant = { .now }) {
         self.configuration = configuration
-        self.reconciler = Reconciler(backend: backend)
+        self.reconciler = Reconciler(backend: backend, families: families)
         self.store = RuntimeStateStore(directory: configuration.stateDirectory)
         self.audit = AuditLog(directory: configuration.stateDirectory)
         self.logger = logger
+        self.trail = AuditTrail(log: audit, logger: logger)
+        self.drift = DriftGuard(reconciler: reconciler, audit: trail, verifyInterval: configuration.verifyInterval, now: now)
     }
 
     /// Loads the file and the runtime state and applies them. Any error stops
     /// start-up and leaves the kernel's rules exactly as they were.
     /// While another program holds the xtables lock, start-up waits (the
     /// kernel keeps its rules meanwhile) and says why through `waiting`,
-    /// about every `lockRetryInterval`.
+    /// about every `DriftGuard.lockRetryInterval`.
     public func start(waiting: (String) -> Void = { _ in }) throws(NodeGuardError) {
         configEntries = try Self.loadConfig(configuration.configPath)
         runtimeEntries = try store.load()
         try checkLimits()
-        var changes: [TableChange] = []
-        while true {
-            do throws(NodeGuardError) {
-                changes = try locked { () throws(NodeGuardError) in try applyEffective() }
-                break
-            } catch where error.code == .lockTimeout {
-                if lockWaitSince == nil {
-                    lockWaitSince = .now
-                    logger.warning("start-up waits for the xtables lock, keeping the kernel's rules as they are: \(error.message)")
-                }
-                waiting("waiting for the xtables lock: \(error.message)")
-                usleep(UInt32(Self.milliseconds(Self.lockRetryInterval) * 1000))
-            }
-        }
-        lockWaitSince = nil
+        let changes = try drift.start(effectiveEntries.map(\.entry), waiting: waiting)
         lastApply = Date()
-        lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
-        rememberTables()
         // The full dataplane read waits for the first request that needs it
         // (a 5,000-service nat table costs a few hundred ms and MB to read);
         // an eBPF dataplane that defeats NodeGuard is said at once.
@@ -126,173 +121,31 @@ public final class NodeGuardEngine {
 
     // MARK: the verify loop
 
-    /// The tables NodeGuard keeps rules in, which the watch polls.
-    var watchedTables: [ChangeWatch.Table] {
-        let tables = fights.holding ? ["mangle", "raw"] : ["mangle"]
-        return reconciler.families.flatMap { family in tables.map { ChangeWatch.Table(name: $0, family: family) } }
-    }
-
-    /// Logs and records a fight's progress, with advice an operator can act on.
-    private func report(_ event: FightTracker.Event) {
-        switch event {
-        case .started(let fight):
-            let site = fight.displacement.site
-            let hold = site.table == "mangle" ? " and holds the blocked ports closed from the raw table" : ""
-            logger.warning("""
-                fight: '\(fight.displacement.culprit)' was put above NodeGuard's jump in \(site) \
-                \(fight.displacements) times; NodeGuard stops moving its jump back there \
-                (next try in \(fight.backoff))\(hold). \(Self.fightAdvice)
-                """, metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            record("fight-start", from: .daemon, details: fightDetails(fight))
-        case .continued(let fight):
-            logger.warning("fight: '\(fight.displacement.culprit)' pushed NodeGuard's jump down again in \(fight.displacement.site); next try in \(fight.backoff)",
-                           metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            record("fight-continued", from: .daemon, details: fightDetails(fight))
-        case .ended(let fight):
-            let lift = fight.displacement.site.table == "mangle" && !fights.holding ? "; lifting the raw-table hold" : ""
-            logger.info("fight over in \(fight.displacement.site): NodeGuard's jump stayed first for \(fight.backoff)\(lift)",
-                        metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            record("fight-end", from: .daemon, details: fightDetails(fight))
-        }
-    }
-
-    static let fightAdvice = """
-        Make the other agent append its rule rather than insert it first (Calico: FELIX_CHAININSERTMODE=Append), \
-        or have it leave NodeGuard's ports to NodeGuard.
-        """
-
-    private func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] {
-        return [
-            "culprit": .string(fight.displacement.culprit), "family": .string(fight.displacement.site.family.rawValue),
-            "table": .string(fight.displacement.site.table),
-            "chain": .string(fight.displacement.site.chain), "displacements": .integer(fight.displacements),
-            "since": .string(iso8601(fight.since)), "backoffSeconds": .integer(Int(fight.backoff.components.seconds)),
-        ]
-    }
-
-    /// One turn of the watch: a size check, or with `deep` a digest check,
-    /// and a full read and repair only if either saw a change (or one is due).
+    /// One turn of the watch (`DriftGuard.watchTick`); the metrics textfile
+    /// follows what a full read found.
     public func watchTick(deep: Bool) {
-        // A repair that waited for the lock goes first, at every tick.
-        if repairPending { return verify() }
-        // After a failed read, retry once per verify interval, not every tick.
-        if lastError != nil && !deep { return }
-        let reason: ChangeWatch.Reason?
-        if lastError != nil {
-            reason = .unknown
-        } else if let last = lastFullRead, ContinuousClock.now - last < ChangeWatch.fullReadInterval {
-            reason = deep ? watch.deepCheck(watchedTables, backend: reconciler.backend)
-                          : watch.quickCheck(watchedTables, backend: reconciler.backend)
-        } else {
-            reason = .due
-        }
-        if let reason {
-            logger.debug("full read: \(reason)")
-            // A read that is merely due nearly always finds nothing to repair.
-            verify(checkFirst: reason == .due)
-        } else if deep {
-            lastVerify = Date()
-        }
+        guard let changes = drift.watchTick(deep: deep, entries: effectiveEntries.map(\.entry)) else { return }
+        updateTextfile(force: !changes.isEmpty)
     }
 
-    /// When the next deep check is due, after one ran: the digest covers
-    /// NodeGuard's rules only, so it never needs stretching beside large tables.
-    public var deepCheckInterval: Duration { configuration.verifyInterval }
-
-    /// Takes what the last apply verified, under the lock, as the state to watch.
-    private func rememberTables() {
-        watch.remember(watchedTables, verified: reconciler.verifiedFingerprints)
-        lastFullRead = ContinuousClock.now
+    /// Re-reads NodeGuard's chains and repairs any drift at once.
+    public func verify(checkFirst: Bool = false) {
+        guard let changes = drift.verify(effectiveEntries.map(\.entry), checkFirst: checkFirst) else { return }
+        updateTextfile(force: !changes.isEmpty)
     }
 
-    /// How often a start-up that waits for the xtables lock tries again
-    /// (the loop, once running, tries at each release of the lock instead).
-    static let lockRetryInterval: Duration = .milliseconds(100)
-
-    /// Since when NodeGuard has been waiting for a lock another program
-    /// holds (a repair or a request could not take it), or nil.
-    private(set) var lockWaitSince: ContinuousClock.Instant?
-    /// A repair found needed could not take the lock: the next tick retries.
-    private(set) var repairPending = false
-    /// How many releases of the xtables lock the loop has seen (see DataplaneCache).
-    private(set) var lockReleases = 0
+    public var deepCheckInterval: Duration { drift.deepCheckInterval }
 
     /// The loop saw the xtables lock released: someone may have changed a table.
-    public func noteLockReleased() { lockReleases += 1 }
+    public func noteLockReleased() { drift.noteLockReleased() }
 
-    /// Runs `body` holding the xtables lock if it is free now; the reconcile
-    /// loop never waits for it (it would stop answering and pinging the
-    /// watchdog), it retries when the lock is released.
     private func locked<T>(_ body: () throws(NodeGuardError) -> T) throws(NodeGuardError) -> T {
-        try reconciler.backend.holdingLock(wait: .zero, body)
+        try drift.locked(body)
     }
 
-    /// Applies the effective entries in the current fight mode: jump on top
-    /// (or left where it is while backing off), raw hold on or off.
     @discardableResult
-    private func applyEffective(at now: ContinuousClock.Instant = .now,
-                                checkFirst: Bool = false) throws(NodeGuardError) -> [TableChange] {
-        try reconciler.apply(effectiveEntries.map(\.entry), yielding: fights.yielding(at: now),
-                             holdInRaw: fights.holding, checkFirst: checkFirst)
-    }
-
-    /// Re-reads NodeGuard's chains and repairs any drift at once. With
-    /// `checkFirst`, reads without the lock first (Reconciler.apply).
-    public func verify(checkFirst: Bool = false) {
-        let clock = ContinuousClock()
-        let start = clock.now
-        for event in fights.tick(at: start) { report(event) }
-        let yielded = fights.yielding(at: start)
-        do {
-            var changes = try locked { () throws(NodeGuardError) in
-                // Counted once the lock is ours: a repair waiting for it reads nothing.
-                fullReadCount += 1
-                return try applyEffective(at: start, checkFirst: checkFirst)
-            }
-            let wasHolding = fights.holding
-            for event in fights.observe(culprits.displacements(in: changes), at: start, yielded: yielded) {
-                guard case .started(var fight) = event else { report(event); continue }
-                // A fight needs the culprit named so an operator can find it.
-                fight.displacement.culprit = culprits.name(fight.displacement, in: changes)
-                fights.rename(fight.displacement.site, culprit: fight.displacement.culprit)
-                report(.started(fight))
-            }
-            // A fight over mangle began: hold the ports closed from raw now,
-            // before the other agent moves again.
-            if fights.holding && !wasHolding {
-                changes += try locked { () throws(NodeGuardError) in try applyEffective() }
-            }
-            rememberTables()
-            if lockWaitSince != nil { logger.info("the xtables lock is free again; repaired what waited for it") }
-            lockWaitSince = nil
-            repairPending = false
-            lastVerifyDuration = clock.now - start
-            lastVerify = Date()
-            if lastError != nil { logger.info("the tables are healthy again") }
-            lastError = nil
-            updateTextfile(force: !changes.isEmpty)
-            // The scheduled read found nothing to repair: hand the heap's free
-            // pages back (malloc_trim, about a millisecond, never on a repair's path).
-            if checkFirst && changes.isEmpty { releaseFreeHeap() }
-            guard !changes.isEmpty else { return }
-            repairCount += 1
-            record("repair", from: .daemon, details: ["changes": .array(changes.map { .string($0.description) })])
-            for change in changes {
-                logger.warning("repaired drift: \(change)", metadata: [
-                    "action": "repair", "family": "\(change.family.rawValue)", "chain": "\(change.chain)",
-                ])
-            }
-        } catch where error.code == .lockTimeout {
-            // Someone else is changing the tables: repair when they are done.
-            if lockWaitSince == nil {
-                lockWaitSince = start
-                logger.warning("a repair waits for the xtables lock: \(error.message)")
-            }
-            repairPending = true
-        } catch {
-            if lastError != error.message { logger.error("verify failed: \(error.message)") }
-            lastError = error.message
-        }
+    private func applyEffective() throws(NodeGuardError) -> [TableChange] {
+        try drift.apply(effectiveEntries.map(\.entry))
     }
 
     // MARK: requests
@@ -324,19 +177,19 @@ public final class NodeGuardEngine {
             case .metrics: response = ControlResponse(MetricsResult(text: metrics().render()))
             }
         } catch where error.code == .lockTimeout && waited == nil {
-            if lockWaitSince == nil { lockWaitSince = .now }
+            drift.requestWaitsForLock()
             return .failure(error)
         } catch {
             var failure = error
             if let waited, error.code == .lockTimeout {
                 failure.message = "waited \(waited) for the xtables lock: \(error.message)"
                 // Given up: nothing waits for the lock any more, unless a repair does.
-                if !repairPending { lockWaitSince = nil }
+                drift.requestDoneWaiting()
             }
             if request.isMutating { logger.error("\(request.command) failed: \(failure.message)", metadata: Self.metadata(origin)) }
             response = .failure(failure)
         }
-        if request.isMutating, case .success = response, !repairPending { lockWaitSince = nil }
+        if request.isMutating, case .success = response { drift.requestDoneWaiting() }
         if request.isMutating {
             var details: [String: JSONValue] = [:]
             switch request {
@@ -352,28 +205,17 @@ public final class NodeGuardEngine {
             updateTextfile(force: true)
             // The tables changed on purpose: fingerprint them as they are now.
             // After a failure, let the next tick re-read them instead.
-            if case .success = response { rememberTables() } else { watch.forget() }
+            if case .success = response { drift.remember() } else { drift.forget() }
         }
         return response
     }
 
-    /// Appends to the audit log. A failure to record is logged, not fatal:
-    /// the change itself (closing a port) matters more than its record.
+    /// Appends to the audit log (`AuditTrail`).
     func record(_ action: String, from origin: RequestOrigin, details: [String: JSONValue], error: String? = nil) {
-        do {
-            try audit.record(action, origin: origin, details: details, error: error)
-        } catch {
-            logger.error("audit: \(error.message)")
-        }
-        if case .socket = origin {
-            logger.info("\(action) requested by \(origin)\(error.map { ": failed: \($0)" } ?? "")", metadata: Self.metadata(origin))
-        }
+        trail.record(action, from: origin, details: details, error: error)
     }
 
-    static func metadata(_ origin: RequestOrigin) -> Logger.Metadata {
-        guard case .socket(let pid, let uid, let gid) = origin else { return [:] }
-        return ["peer_pid": "\(pid)", "peer_uid": "\(uid)", "peer_gid": "\(gid)"]
-    }
+    static func metadata(_ origin: RequestOrigin) -> Logger.Metadata { AuditTrail.metadata(origin) }
 
     func block(_ entry: BlockEntry) throws(NodeGuardError) -> BlockResult {
         if let existing = configEntries.first(where: { $0.key == entry.key }) {
@@ -597,7 +439,7 @@ public final class NodeGuardEngine {
                                   kind: rewrite.kind == .docker ? "docker" : rewrite.kind == .cniHostPort ? "cni-hostport" : "dnat",
                                   family: rewrite.family, source: rewrite.source, to: [rewrite.to])
         }
-        var defeats = report.warnings.filter { !$0.hasPrefix("kube-proxy runs in IPVS mode") }
+        var defeats = report.defeats
         var nodeguard = ExplainReport.Drop.notBlocked
         if let (blockEntry, source) = entry {
             var drops: [String: DropCount] = [:]
@@ -624,7 +466,7 @@ public final class NodeGuardEngine {
             }
             nodeguard = ExplainReport.Drop(
                 blocked: true, source: source, families: families,
-                where: "mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> NODEGUARD -> NODEGUARD-\(key.transport.rawValue.uppercased())",
+                where: "mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> \(RulePlanner.entryChain) -> \(RulePlanner.transportChain(key.transport))",
                 dropped: drops)
         }
         // Not a defeat: NodeGuard drops untracked packets too. Named so the
@@ -660,9 +502,7 @@ public final class NodeGuardEngine {
         }
     }
 
-    static func milliseconds(_ duration: Duration) -> Int {
-        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
-    }
+    static func milliseconds(_ duration: Duration) -> Int { duration.milliseconds }
 
     func status() -> StatusReport {
         let health = tableHealth()
