@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "nodeguardd", targets: ["nodeguardd"]),
         .executable(name: "nodeguardctl", targets: ["nodeguardctl"]),
         .library(name: "NodeGuardCore", targets: ["NodeGuardCore"]),
+        .library(name: "NodeGuardControl", targets: ["NodeGuardControl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -27,9 +28,14 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // What the daemon and the CLI share, without C dependencies: the
+        // deny-list model and its strict codec, the control protocol's typed
+        // requests and responses, the client. nodeguardctl links only this.
+        .target(name: "NodeGuardControl"),
         .target(
             name: "NodeGuardCore",
             dependencies: [
+                "NodeGuardControl",
                 "CNodeGuardIPTC",
                 "CNodeGuardLinux",
                 "CSystemd",
@@ -49,8 +55,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "nodeguardctl",
+            // Not NodeGuardCore: the CLI only talks to a socket and must not
+            // link libiptc or libsystemd (NodeGuardCtlTests checks DT_NEEDED).
             dependencies: [
-                "NodeGuardCore",
+                "NodeGuardControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -64,7 +72,12 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeGuardCoreTests",
-            dependencies: ["NodeGuardCore"]
+            dependencies: ["NodeGuardCore", "NodeGuardControl"]
+        ),
+        // The protocol's typed answers, nodeguardctl's options, and what the CLI links.
+        .testTarget(
+            name: "NodeGuardControlTests",
+            dependencies: ["NodeGuardControl", "nodeguardctl"]
         ),
         // Root only: real kernel, real packets, in network namespaces the tests create.
         .testTarget(

@@ -30,11 +30,6 @@ public struct DaemonConfiguration: Sendable {
     }
 }
 
-/// Where an effective entry comes from.
-public enum EntrySource: String, Sendable {
-    case config, runtime
-}
-
 /// The state NodeGuard owns and every operation on it: the deny-list file's
 /// entries, the runtime entries, and the kernel rules that must match them.
 /// Not thread-safe by design: only the reconcile loop calls it, one request
@@ -113,11 +108,7 @@ public final class NodeGuardEngine {
     }
 
     public static func loadConfig(_ path: String) throws(NodeGuardError) -> [BlockEntry] {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw NodeGuardError(.ioFailure,
-                "deny-list \(path) does not exist; create it (an empty list is {\"version\": 1, \"blocked\": []}) or pass --config")
-        }
-        return try DenyListCodec.decode(readFile(path), source: path).entries
+        try DenyListCodec.load(path).entries
     }
 
     /// The file's entries first; a runtime entry for a port the file also
@@ -166,16 +157,24 @@ public final class NodeGuardEngine {
     /// says how long it waited: then a held lock fails the request for real.
     public func handle(_ request: ControlRequest, from origin: RequestOrigin, waited: Duration? = nil) -> ControlResponse {
         let response: ControlResponse
+        // What a change did to the tables, for the audit record.
+        var changes: [String]?
         do {
             switch request {
-            case .block(let entry): response = .success(try locked { () throws(NodeGuardError) in try block(entry) })
-            case .unblock(let key): response = .success(try locked { () throws(NodeGuardError) in try unblock(key) })
-            case .reload: response = .success(try locked { () throws(NodeGuardError) in try reload() })
-            case .list: response = .success(.object(["entries": .array(entryReports(counters: [:], nodePorts: dataplane()))]))
-            case .explain(let key): response = .success(explain(key))
-            case .nodeports: response = .success(nodePortReport())
-            case .status: response = .success(status())
-            case .metrics: response = .success(.object(["text": .string(metrics().render())]))
+            case .block(let entry):
+                let result = try locked { () throws(NodeGuardError) in try block(entry) }
+                (response, changes) = (ControlResponse(result), result.changes)
+            case .unblock(let key):
+                let result = try locked { () throws(NodeGuardError) in try unblock(key) }
+                (response, changes) = (ControlResponse(result), result.changes)
+            case .reload:
+                let result = try locked { () throws(NodeGuardError) in try reload() }
+                (response, changes) = (ControlResponse(result), result.changes)
+            case .list: response = ControlResponse(EntryList(entries: entryReports(counters: [:], nodePorts: dataplane())))
+            case .explain(let key): response = ControlResponse(explain(key))
+            case .nodeports: response = ControlResponse(nodePortReport())
+            case .status: response = ControlResponse(status())
+            case .metrics: response = ControlResponse(MetricsResult(text: metrics().render()))
             }
         } catch where error.code == .lockTimeout && waited == nil {
             drift.requestWaitsForLock()
@@ -199,7 +198,7 @@ public final class NodeGuardEngine {
             case .reload: details["config"] = .string(configuration.configPath)
             case .list, .status, .metrics, .nodeports, .explain: break
             }
-            if case .success(let result) = response, let changes = result["changes"] { details["changes"] = changes }
+            if let changes { details["changes"] = .array(changes.map { .string($0) }) }
             var error: String?
             if case .failure(let failure) = response { error = failure.message }
             record(request.command, from: origin, details: details, error: error)
@@ -218,18 +217,18 @@ public final class NodeGuardEngine {
 
     static func metadata(_ origin: RequestOrigin) -> Logger.Metadata { AuditTrail.metadata(origin) }
 
-    func block(_ entry: BlockEntry) throws(NodeGuardError) -> JSONValue {
+    func block(_ entry: BlockEntry) throws(NodeGuardError) -> BlockResult {
         if let existing = configEntries.first(where: { $0.key == entry.key }) {
             guard Self.sameRules(existing, entry) else {
                 throw NodeGuardError(.conflict,
                     "\(entry.key) is already blocked by \(configuration.configPath) with other settings; change it there and run `nodeguardctl reload`")
             }
-            return .object(["port": .string(entry.key.description), "source": .string("config"), "changed": .bool(false)])
+            return BlockResult(port: entry.key, source: .config, changed: false)
         }
         var updated = runtimeEntries
         if let index = updated.firstIndex(where: { $0.key == entry.key }) {
             if updated[index] == entry {
-                return .object(["port": .string(entry.key.description), "source": .string("runtime"), "changed": .bool(false)])
+                return BlockResult(port: entry.key, source: .runtime, changed: false)
             }
             updated[index] = entry
         } else {
@@ -241,11 +240,10 @@ public final class NodeGuardEngine {
             "port": "\(entry.port)", "protocol": "\(entry.transport.rawValue)",
             "family": "\(entry.family.rawValue)", "reason": "\(entry.reason ?? "")", "action": "block",
         ])
-        return .object(["port": .string(entry.key.description), "source": .string("runtime"), "changed": .bool(true),
-                        "changes": .array(changes.map { .string($0.description) })])
+        return BlockResult(port: entry.key, source: .runtime, changed: true, changes: changes.map(\.description))
     }
 
-    func unblock(_ key: PortKey) throws(NodeGuardError) -> JSONValue {
+    func unblock(_ key: PortKey) throws(NodeGuardError) -> UnblockResult {
         if configEntries.contains(where: { $0.key == key }) {
             throw NodeGuardError(.configEntry,
                 "\(key) is blocked by the deny-list file \(configuration.configPath); remove it there and run `nodeguardctl reload`")
@@ -255,8 +253,7 @@ public final class NodeGuardEngine {
         }
         let changes = try commitRuntime(runtimeEntries.filter { $0.key != key })
         logger.info("unblocked \(key)", metadata: ["port": "\(key.port)", "protocol": "\(key.transport.rawValue)", "action": "unblock"])
-        return .object(["port": .string(key.description), "changed": .bool(true),
-                        "changes": .array(changes.map { .string($0.description) })])
+        return UnblockResult(port: key, changes: changes.map(\.description))
     }
 
     /// State file first, then the kernel: a crash in between leaves the port
@@ -283,7 +280,7 @@ public final class NodeGuardEngine {
     }
 
     /// Re-reads the deny-list file. A bad file keeps the last good list.
-    public func reload() throws(NodeGuardError) -> JSONValue {
+    public func reload() throws(NodeGuardError) -> ReloadResult {
         let entries: [BlockEntry]
         do {
             entries = try Self.loadConfig(configuration.configPath)
@@ -299,7 +296,7 @@ public final class NodeGuardEngine {
             lastApply = Date()
             for change in changes { logger.info("applied: \(change)") }
             logger.info("reloaded \(configuration.configPath): \(entries.count) entries")
-            return .object(["entries": .integer(entries.count), "changes": .array(changes.map { .string($0.description) })])
+            return ReloadResult(entries: entries.count, changes: changes.map(\.description))
         } catch {
             configEntries = previous
             throw error
@@ -412,58 +409,43 @@ public final class NodeGuardEngine {
     }
 
     /// Every NodePort on the node, its service, and whether NodeGuard blocks it.
-    func nodePortReport() -> JSONValue {
+    func nodePortReport() -> NodePortsReport {
         let found = dataplane()
         let blocked = Dictionary(effectiveEntries.map { ($0.entry.key, $0.entry) }) { first, _ in first }
-        let ports: [JSONValue] = found.nodePorts.map { nodePort in
-            let entry = blocked[nodePort.key]
-            return .object([
-                "port": .integer(nodePort.key.port), "protocol": .string(nodePort.key.transport.rawValue),
-                "family": .string(nodePort.family.rawValue), "service": .string(nodePort.service),
-                "source": .string(nodePort.source), "endpoints": .array(nodePort.endpoints.map { .string($0) }),
-                "blocked": .bool(entry?.family.includes(nodePort.family) ?? false),
-            ])
+        let ports = found.nodePorts.map { nodePort in
+            NodePortReport(key: nodePort.key, family: nodePort.family, service: nodePort.service, source: nodePort.source,
+                           endpoints: nodePort.endpoints, blocked: blocked[nodePort.key]?.family.includes(nodePort.family) ?? false)
         }
-        return .object(["nodeports": .array(ports), "problems": .array(found.problems.map { .string($0) }),
-                        "dataplane": dataplaneJSON(found)])
+        return NodePortsReport(nodeports: ports, problems: found.problems, dataplane: dataplaneSummary(found))
     }
 
-    func dataplaneJSON(_ report: DataplaneReport) -> JSONValue {
-        var fields: [String: JSONValue] = [
-            "kubeProxy": .array(report.kubeProxy.map { .string($0) }),
-            "others": .array(report.others.map { .string($0) }),
-            "warnings": .array(report.warnings.map { .string($0) }),
-            "summary": .string(report.summary),
-            "reads": .integer(dataplaneCache.reads),
-        ]
-        if let ebpf = report.ebpf { fields["ebpf"] = .string(ebpf) }
-        return .object(fields)
+    func dataplaneSummary(_ report: DataplaneReport) -> DataplaneSummary {
+        DataplaneSummary(kubeProxy: report.kubeProxy, others: report.others, ebpf: report.ebpf, warnings: report.warnings,
+                         summary: report.summary, reads: dataplaneCache.reads)
     }
 
     /// The path a packet to `key` takes on this node: who rewrites it and to
     /// where, whether and where NodeGuard drops it, and what defeats that.
-    func explain(_ key: PortKey) -> JSONValue {
+    func explain(_ key: PortKey) -> ExplainReport {
         let report = dataplane()
         let health = tableHealth()
         let entry = effectiveEntries.first { $0.entry.key == key }
-        var rewrites: [JSONValue] = report.nodePorts.filter { $0.key == key }.map { nodePort in
-            .object(["by": .string("kube-proxy service \(nodePort.service)"), "kind": .string("kube-proxy"),
-                     "family": .string(nodePort.family.rawValue), "source": .string(nodePort.source),
-                     "to": .array(nodePort.endpoints.map { .string($0) })])
+        var rewrites = report.nodePorts.filter { $0.key == key }.map { nodePort in
+            ExplainReport.Rewrite(by: "kube-proxy service \(nodePort.service)", kind: "kube-proxy",
+                                  family: nodePort.family, source: nodePort.source, to: nodePort.endpoints)
         }
         rewrites += report.rewrites.filter { $0.key == key }.map { rewrite in
-            .object(["by": .string("\(rewrite.kind.rawValue) (nat chain \(rewrite.chain))"), "kind": .string(rewrite.kind == .docker ? "docker" : rewrite.kind == .cniHostPort ? "cni-hostport" : "dnat"),
-                     "family": .string(rewrite.family.rawValue), "source": .string(rewrite.source),
-                     "to": .array([.string(rewrite.to)])])
+            ExplainReport.Rewrite(by: "\(rewrite.kind.rawValue) (nat chain \(rewrite.chain))",
+                                  kind: rewrite.kind == .docker ? "docker" : rewrite.kind == .cniHostPort ? "cni-hostport" : "dnat",
+                                  family: rewrite.family, source: rewrite.source, to: [rewrite.to])
         }
         var defeats = report.defeats
-        var fields: [String: JSONValue] = ["port": .integer(key.port), "protocol": .string(key.transport.rawValue),
-                                           "rewrites": .array(rewrites), "dataplane": dataplaneJSON(report)]
+        var nodeguard = ExplainReport.Drop.notBlocked
         if let (blockEntry, source) = entry {
-            var drops: [String: JSONValue] = [:]
+            var drops: [String: DropCount] = [:]
             for inspection in health.inspections where blockEntry.family.includes(inspection.family) {
                 let counter = inspection.dropCounters[key] ?? DropCounters()
-                drops[inspection.family.rawValue] = .object(["packets": .integer(counter.packets), "bytes": .integer(counter.bytes)])
+                drops[inspection.family.rawValue] = DropCount(packets: counter.packets, bytes: counter.bytes)
                 for (hook, effective) in inspection.hookEffective.sorted(by: { $0.key < $1.key }) where !effective {
                     defeats.append("NodeGuard's jump in \(inspection.family.rawValue) mangle \(hook) is missing or below a rule that may accept the packet first")
                 }
@@ -482,20 +464,14 @@ public final class NodeGuardEngine {
             if !blockEntry.allowFrom.isEmpty {
                 defeats.append("allowFrom lets \(blockEntry.allowFrom.map(\.description).joined(separator: ", ")) through (by design)")
             }
-            fields["nodeguard"] = .object([
-                "blocked": .bool(true), "source": .string(source.rawValue),
-                "families": .array(families.map { .string($0.rawValue) }),
-                "where": .string("mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> \(RulePlanner.entryChain) -> \(RulePlanner.transportChain(key.transport))"),
-                "dropped": .object(drops),
-            ])
-        } else {
-            fields["nodeguard"] = .object(["blocked": .bool(false)])
+            nodeguard = ExplainReport.Drop(
+                blocked: true, source: source, families: families,
+                where: "mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> \(RulePlanner.entryChain) -> \(RulePlanner.transportChain(key.transport))",
+                dropped: drops)
         }
-        fields["defeats"] = .array(defeats.map { .string($0) })
         // Not a defeat: NodeGuard drops untracked packets too. Named so the
         // operator knows why kube-proxy's DNAT does not apply to them.
-        fields["untracked"] = .array((UntrackingRules.find(for: [key], backend: reconciler.backend,
-                                                           families: reconciler.families)[key] ?? []).map { .string($0) })
+        let untracked = UntrackingRules.find(for: [key], backend: reconciler.backend, families: reconciler.families)[key] ?? []
         let blocked = entry != nil
         let closed = blocked && report.ebpf != "cilium-kube-proxy-replacement" && health.healthy
         // allowFrom 0.0.0.0/0 and ::/0: blocked in name only.
@@ -504,92 +480,66 @@ public final class NodeGuardEngine {
                 .allSatisfy(blockEntry.familiesLetThroughEntirely.contains)
         } ?? false
         let partlyAllowed = entry.map { !$0.entry.familiesLetThroughEntirely.isEmpty } ?? false
-        fields["verdict"] = .string(!blocked ? "open: NodeGuard does not block \(key)"
-                                    : allowedEverywhere ? "open: allowFrom lets every client through, so the entry for \(key) blocks nothing"
-                                    : partlyAllowed ? "at risk: see defeats"
-                                    : closed ? "closed: NodeGuard drops \(key) before any DNAT"
-                                    : "at risk: see defeats")
-        return .object(fields)
+        let verdict = !blocked ? "open: NodeGuard does not block \(key)"
+            : allowedEverywhere ? "open: allowFrom lets every client through, so the entry for \(key) blocks nothing"
+            : partlyAllowed ? "at risk: see defeats"
+            : closed ? "closed: NodeGuard drops \(key) before any DNAT"
+            : "at risk: see defeats"
+        return ExplainReport(key: key, rewrites: rewrites, dataplane: dataplaneSummary(report), nodeguard: nodeguard,
+                             defeats: defeats, untracked: untracked, verdict: verdict)
     }
 
-    func entryReports(counters: [PortKey: DropCounters], nodePorts: DataplaneReport) -> [JSONValue] {
+    func entryReports(counters: [PortKey: DropCounters], nodePorts: DataplaneReport) -> [EntryReport] {
         let services = Dictionary(grouping: nodePorts.nodePorts, by: \.key).mapValues { Array(Set($0.map(\.service))).sorted() }
         let untracked = UntrackingRules.find(for: effectiveEntries.map(\.entry.key), backend: reconciler.backend,
                                              families: reconciler.families)
         return effectiveEntries.map { entry, source in
-            guard case .object(var fields) = DenyListCodec.encodeEntry(entry) else { return .null }
-            fields["source"] = .string(source.rawValue)
-            if let rules = untracked[entry.key] { fields["untracked"] = .array(rules.map { .string($0) }) }
-            if let names = services[entry.key] {
-                fields["services"] = .array(names.map { .string($0) })
-            } else if nodePorts.problems.isEmpty {
-                fields["warning"] = .string("no NodePort on this node uses \(entry.key); a typo in the deny-list?")
-            }
-            if let counter = counters[entry.key] {
-                fields["dropped"] = .object(["packets": .integer(counter.packets), "bytes": .integer(counter.bytes)])
-            }
-            return .object(fields)
+            let names = services[entry.key]
+            return EntryReport(entry: entry, source: source, untracked: untracked[entry.key], services: names,
+                               warning: names == nil && nodePorts.problems.isEmpty
+                                   ? "no NodePort on this node uses \(entry.key); a typo in the deny-list?" : nil,
+                               dropped: counters[entry.key].map { DropCount(packets: $0.packets, bytes: $0.bytes) })
         }
     }
 
     static func milliseconds(_ duration: Duration) -> Int { duration.milliseconds }
 
-    func status() -> JSONValue {
+    func status() -> StatusReport {
         let health = tableHealth()
         let report = dataplane()
         var counters: [PortKey: DropCounters] = [:]
-        var hooks: [String: JSONValue] = [:]
+        var hooks: [String: [String: Bool]] = [:]
         for inspection in health.inspections {
             for (key, value) in inspection.dropCounters { counters[key, default: DropCounters()] = counters[key, default: DropCounters()] + value }
-            hooks[inspection.family.rawValue] = .object(inspection.hookFirst.mapValues { .bool($0) })
+            hooks[inspection.family.rawValue] = inspection.hookFirst
         }
-        var fields: [String: JSONValue] = [
-            "healthy": .bool(health.healthy),
-            "pid": .integer(ProcessInfo.processInfo.processIdentifier),
-            "startedAt": .string(iso8601(startedAt)),
-            "configPath": .string(configuration.configPath),
-            "stateDirectory": .string(configuration.stateDirectory),
-            "verifyIntervalMs": .integer(configuration.verifyInterval.components.seconds * 1000
-                                         + configuration.verifyInterval.components.attoseconds / 1_000_000_000_000_000),
-            "entries": .array(entryReports(counters: counters, nodePorts: report)),
-            "dataplane": dataplaneJSON(report),
-            "hooks": .object(hooks),
-            "hooksFirst": .bool(health.hooksFirst),
-            "hooksEffective": .bool(health.hooksEffective),
-            "repairs": .integer(repairCount),
-            "fullReads": .integer(fullReadCount),
-            "deepCheckIntervalMs": .integer(Self.milliseconds(deepCheckInterval)),
-            "watchIntervalMs": .integer(configuration.watchInterval.components.seconds * 1000
-                                        + configuration.watchInterval.components.attoseconds / 1_000_000_000_000_000),
-            "commits": .integer(reconciler.commitCount),
-            "families": .array(reconciler.families.map { .string($0.rawValue) }),
-        ]
-        if let lastVerify { fields["lastVerify"] = .string(iso8601(lastVerify)) }
-        if let lastApply { fields["lastApply"] = .string(iso8601(lastApply)) }
-        if let lastVerifyDuration {
-            fields["lastVerifyMicroseconds"] = .integer(lastVerifyDuration.components.seconds * 1_000_000
-                                                        + lastVerifyDuration.components.attoseconds / 1_000_000_000_000)
-        }
-        if let error = lastError ?? health.readError { fields["lastError"] = .string(error) }
-        if let since = lockWaitSince {
-            // What NodeGuard waits for, and who it waits on.
-            let holder = reconciler.backend.lockHolder
-            var wait: [String: JSONValue] = ["waitingMs": .integer(Self.milliseconds(ContinuousClock.now - since)),
-                                             "repairPending": .bool(repairPending)]
-            if let holder { wait["heldBy"] = .object(["pid": .integer(Int(holder.pid)), "command": .string(holder.command)]) }
-            fields["xtablesLock"] = .object(wait)
-        }
-        let fightReports: [JSONValue] = fights.ordered.map { fight in
-            var details = fightDetails(fight)
-            let wait = fight.retakeAt - ContinuousClock.now
-            details["retakeInSeconds"] = .integer(max(0, Int(wait.components.seconds)))
-            if fight.displacement.site.table == "mangle" { details["holding"] = .string("raw") }
-            details["advice"] = .string(Self.fightAdvice)
-            return .object(details)
+        // What NodeGuard waits for, and who it waits on.
+        let lockWait = lockWaitSince.map { since in
+            StatusReport.LockWait(waitingMs: Self.milliseconds(ContinuousClock.now - since), repairPending: repairPending,
+                                  heldBy: reconciler.backend.lockHolder.map { .init(pid: Int($0.pid), command: $0.command) })
         }
         // "fight" is the first (mangle first); "fights" all, one per disputed site.
-        if let first = fightReports.first { fields["fight"] = first }
-        if !fightReports.isEmpty { fields["fights"] = .array(fightReports) }
-        return .object(fields)
+        let fightReports = fights.ordered.map { fight in
+            StatusReport.FightReport(
+                culprit: fight.displacement.culprit, family: fight.displacement.site.family,
+                table: fight.displacement.site.table, chain: fight.displacement.site.chain,
+                displacements: fight.displacements, since: iso8601(fight.since),
+                backoffSeconds: Int(fight.backoff.components.seconds),
+                retakeInSeconds: max(0, Int((fight.retakeAt - ContinuousClock.now).components.seconds)),
+                holding: fight.displacement.site.table == "mangle" ? "raw" : nil, advice: Self.fightAdvice)
+        }
+        return StatusReport(
+            healthy: health.healthy, pid: Int(ProcessInfo.processInfo.processIdentifier), startedAt: iso8601(startedAt),
+            configPath: configuration.configPath, stateDirectory: configuration.stateDirectory,
+            families: reconciler.families, entries: entryReports(counters: counters, nodePorts: report),
+            dataplane: dataplaneSummary(report), hooks: hooks, hooksFirst: health.hooksFirst, hooksEffective: health.hooksEffective,
+            repairs: repairCount, commits: reconciler.commitCount, fullReads: fullReadCount,
+            verifyIntervalMs: Self.milliseconds(configuration.verifyInterval),
+            deepCheckIntervalMs: Self.milliseconds(deepCheckInterval),
+            watchIntervalMs: Self.milliseconds(configuration.watchInterval),
+            lastVerify: lastVerify.map(iso8601),
+            lastVerifyMicroseconds: lastVerifyDuration.map { Int($0.components.seconds * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000) },
+            lastApply: lastApply.map(iso8601), lastError: lastError ?? health.readError,
+            xtablesLock: lockWait, fights: fightReports)
     }
 }

@@ -48,26 +48,6 @@ public struct RuntimeStateStore: Sendable {
     }
 }
 
-func readFile(_ path: String) throws(NodeGuardError) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw ioError("cannot read \(path)") }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &chunk, chunk.count)
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw ioError("cannot read \(path)")
-        }
-        if n == 0 { return bytes }
-        bytes += chunk[0..<n]
-        if bytes.count > DenyListLimits.maximumFileBytes {
-            throw NodeGuardError(.invalidDenyList, "\(path) is larger than \(DenyListLimits.maximumFileBytes >> 20) MiB; that is not a deny-list")
-        }
-    }
-}
-
 func makeDirectory(_ path: String) throws(NodeGuardError) {
     try makeDirectories(path, mode: 0o750)
 }
@@ -131,8 +111,4 @@ private func createTemporaryFile(beside path: String) throws(NodeGuardError) -> 
         if errno != EEXIST { throw ioError("cannot create a temporary file to replace \(path)") }
     }
     throw NodeGuardError(.ioFailure, "cannot create a temporary file to replace \(path): 100 random names were all taken; remove \(path).tmp.* files")
-}
-
-func ioError(_ action: String) -> NodeGuardError {
-    NodeGuardError(.ioFailure, "\(action): \(String(cString: strerror(errno)))")
 }
