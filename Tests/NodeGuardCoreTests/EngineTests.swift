@@ -119,7 +119,7 @@ final class EngineTests: XCTestCase {
         XCTAssertFalse(drops(31005, .ipv4), "the IPv4 half was rolled back")
         XCTAssertFalse(drops(31005, .ipv6))
         XCTAssertEqual(try RuntimeStateStore(directory: stateDirectory).load(), [], "the state file was put back")
-        XCTAssertEqual(engine.runtimeEntries, [])
+        XCTAssertEqual(engine.entries.runtime, [])
         XCTAssertTrue(drops(31002, .ipv4), "what was blocked before stays blocked")
         XCTAssertEqual(try auditActions().last?.hasPrefix("block failed"), true)
 
@@ -156,7 +156,7 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(failure(bad)?.message.contains("blocked[0].port") ?? false, failure(bad)?.message ?? "")
         XCTAssertEqual(backend.commits, commits, "nothing was committed")
         XCTAssertTrue(drops(31002, .ipv4))
-        XCTAssertEqual(engine.configEntries.map(\.port), [31002])
+        XCTAssertEqual(engine.entries.config.map(\.port), [31002])
         XCTAssertTrue(logs.all.contains { $0.contains("keeping the last good deny-list") })
 
         try writeConfig(#"{"version": 1, "blocked": [{"port": 31003}]}"#)
@@ -165,11 +165,18 @@ final class EngineTests: XCTestCase {
         XCTAssertFalse(drops(31002, .ipv4) || drops(31002, .ipv6))
     }
 
+    func testAnEntryThatBlocksNothingIsSaidInTheJournalAsValidateSaysIt() throws {
+        try writeConfig(#"{"version": 1, "blocked": [{"port": 31004, "allowFrom": ["0.0.0.0/0", "::/0"]}]}"#)
+        XCTAssertNil(failure(engine.handle(.reload, from: .signal)))
+        XCTAssertTrue(logs.all.contains { $0.hasPrefix("warning") && $0.contains("blocked[0].allowFrom") && $0.contains("the entry blocks nothing") },
+                      "\(logs.all)")
+    }
+
     func testAReloadTheKernelRefusesKeepsTheOldListInForce() throws {
         try writeConfig(#"{"version": 1, "blocked": [{"port": 31003}]}"#)
         backend.refusesCommit = { $0.family == .ipv6 }
         XCTAssertEqual(failure(engine.handle(.reload, from: .signal))?.code, .netfilterFailure)
-        XCTAssertEqual(engine.configEntries.map(\.port), [31002])
+        XCTAssertEqual(engine.entries.config.map(\.port), [31002])
         backend.refusesCommit = { _ in false }
         // The next verify puts the kernel back in line with the list in force.
         engine.verify()
@@ -183,7 +190,7 @@ final class EngineTests: XCTestCase {
         backend.mutate("mangle", .ipv6) { $0.rules["NODEGUARD-TCP"] = [] }
         engine.watchTick(deep: false)
         XCTAssertTrue(drops(31002, .ipv6))
-        XCTAssertEqual(engine.repairCount, 1)
+        XCTAssertEqual(engine.drift.repairCount, 1)
         XCTAssertTrue(logs.all.contains { $0.contains("repaired drift: ipv6 mangle NODEGUARD-TCP") }, "\(logs.all)")
         XCTAssertEqual(try auditActions().last, "repair")
     }
@@ -195,9 +202,9 @@ final class EngineTests: XCTestCase {
             table.rules["NODEGUARD-TCP"]![0] = FakeNetfilterBackend.observed(spec)
         }
         engine.watchTick(deep: false)
-        XCTAssertEqual(engine.repairCount, 0, "the sizes did not move")
+        XCTAssertEqual(engine.drift.repairCount, 0, "the sizes did not move")
         engine.watchTick(deep: true)
-        XCTAssertEqual(engine.repairCount, 1)
+        XCTAssertEqual(engine.drift.repairCount, 1)
         XCTAssertTrue(drops(31002, .ipv4))
     }
 
@@ -207,7 +214,7 @@ final class EngineTests: XCTestCase {
         engine.watchTick(deep: false)
         engine.watchTick(deep: true)
         XCTAssertEqual(backend.transactions, transactions)
-        XCTAssertEqual(engine.fullReadCount, 0)
+        XCTAssertEqual(engine.drift.fullReadCount, 0)
     }
 
     func testTheFullReadIsDueOnceAMinuteAndTakesNoLockWhenNothingDrifted() {
@@ -216,32 +223,32 @@ final class EngineTests: XCTestCase {
             clock.advance(.seconds(5))
             engine.watchTick(deep: true)
         }
-        XCTAssertEqual(engine.fullReadCount, 0, "50 s: nothing changed, nothing due")
+        XCTAssertEqual(engine.drift.fullReadCount, 0, "50 s: nothing changed, nothing due")
         XCTAssertEqual(backend.lockFreeReads, 0)
 
         clock.advance(ChangeWatch.fullReadInterval)
         backend.lockHeldBy = (pid: 99, command: "iptables-restore")
         engine.watchTick(deep: false)
-        XCTAssertEqual(engine.fullReadCount, 1, "due")
+        XCTAssertEqual(engine.drift.fullReadCount, 1, "due")
         XCTAssertGreaterThanOrEqual(backend.lockFreeReads, 2, "both families read without the lock")
         XCTAssertEqual(backend.transactions, transactions, "nothing to repair: no transaction, though the lock is held")
-        XCTAssertNil(engine.lastError)
-        XCTAssertFalse(engine.repairPending)
+        XCTAssertNil(engine.drift.lastError)
+        XCTAssertFalse(engine.drift.repairPending)
     }
 
     func testARepairThatFindsTheLockHeldWaitsAndRunsWhenItIsFree() {
         backend.lockHeldBy = (pid: 99, command: "iptables-restore")
         backend.mutate("mangle", .ipv4) { $0.rules["NODEGUARD-TCP"] = [] }
         engine.watchTick(deep: false)
-        XCTAssertTrue(engine.repairPending)
-        XCTAssertNotNil(engine.lockWaitSince)
+        XCTAssertTrue(engine.drift.repairPending)
+        XCTAssertNotNil(engine.drift.lockWaitSince)
         XCTAssertFalse(drops(31002, .ipv4))
 
         backend.lockHeldBy = nil
         engine.noteLockReleased()
         engine.watchTick(deep: true)
-        XCTAssertFalse(engine.repairPending)
-        XCTAssertNil(engine.lockWaitSince)
+        XCTAssertFalse(engine.drift.repairPending)
+        XCTAssertNil(engine.drift.lockWaitSince)
         XCTAssertTrue(drops(31002, .ipv4))
     }
 

@@ -73,6 +73,14 @@ final class DriftGuard {
         return changes
     }
 
+    /// What the guard knows, for the reports.
+    var state: DriftState {
+        DriftState(lastVerify: lastVerify, lastVerifyDuration: lastVerifyDuration, repairCount: repairCount,
+                   fullReadCount: fullReadCount, lastError: lastError, fights: fights.ordered, repairPending: repairPending,
+                   lockWait: lockWaitSince.map { ($0, reconciler.backend.lockHolder) },
+                   deepCheckInterval: deepCheckInterval, quickChecks: watch.quickChecks, deepChecks: watch.deepChecks)
+    }
+
     // MARK: the watch
 
     /// The tables NodeGuard keeps rules in, which the watch polls.
