@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // libiptc (libip4tc + libip6tc) behind a small C shim: entry layout stays in C.
@@ -35,6 +36,7 @@ let package = Package(
                 "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
@@ -64,7 +66,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeGuardCoreTests",
-            dependencies: ["NodeGuardCore"]
+            dependencies: ["NodeGuardCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
         // Root only: real kernel, real packets, in network namespaces the tests create.
         .testTarget(
