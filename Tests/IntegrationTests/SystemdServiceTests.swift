@@ -250,16 +250,7 @@ final class SystemdServiceTests: XCTestCase {
         try install()
         XCTAssertEqual(try ctl("block", "31002").status, 0)
         XCTAssertEqual(try ctl("block", "31900/udp").status, 0)
-        let rival = try container.run("systemd-run", "--unit", "rival", "sh", "-c", """
-            iptables-legacy -w -t mangle -N RIVAL-PRE && iptables-legacy -w -t mangle -A RIVAL-PRE -j ACCEPT || exit 1
-            while true; do
-              if [ "$(iptables-legacy -w -t mangle -S PREROUTING | sed -n 2p)" != "-A PREROUTING -j RIVAL-PRE" ]; then
-                iptables-legacy -w -t mangle -D PREROUTING -j RIVAL-PRE 2>/dev/null
-                iptables-legacy -w -t mangle -I PREROUTING 1 -j RIVAL-PRE
-              fi
-              sleep 0.1
-            done
-            """)
+        let rival = try container.run("systemd-run", "--unit", "rival", "sh", "-c", rivalForMangleRuleOne)
         XCTAssertEqual(rival.status, 0, rival.stderr)
         XCTAssertTrue(try container.waitUntil(30) { try self.table("raw").contains("--dport 31002") },
                       "no hold from raw:\n\(journalText)")

@@ -10,13 +10,7 @@ final class SystemCallsTests: XCTestCase {
     private var directory = ""
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("nodeguard-syscalls-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
+        directory = try temporaryDirectory(for: self, "syscalls")
     }
 
     func testAFailedCallKeepsItsErrnoTypedAndSaysWhyInItsMessage() {
