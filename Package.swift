@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "nodeguardd", targets: ["nodeguardd"]),
         .executable(name: "nodeguardctl", targets: ["nodeguardctl"]),
         .library(name: "NodeGuardCore", targets: ["NodeGuardCore"]),
+        .library(name: "NodeGuardControl", targets: ["NodeGuardControl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -28,9 +29,17 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // What the daemon and the CLI share, without C dependencies: the
+        // deny-list model and its strict codec, the control protocol's typed
+        // requests and responses, the client. nodeguardctl links only this.
+        .target(
+            name: "NodeGuardControl",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]
+        ),
         .target(
             name: "NodeGuardCore",
             dependencies: [
+                "NodeGuardControl",
                 "CNodeGuardIPTC",
                 "CNodeGuardLinux",
                 "CSystemd",
@@ -51,8 +60,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "nodeguardctl",
+            // Not NodeGuardCore: the CLI only talks to a socket and must not
+            // link libiptc or libsystemd (NodeGuardCtlTests checks DT_NEEDED).
             dependencies: [
-                "NodeGuardCore",
+                "NodeGuardControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -66,7 +77,12 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeGuardCoreTests",
-            dependencies: ["NodeGuardCore", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["NodeGuardCore", "NodeGuardControl", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        // The protocol's typed answers, nodeguardctl's options, and what the CLI links.
+        .testTarget(
+            name: "NodeGuardControlTests",
+            dependencies: ["NodeGuardControl", "nodeguardctl"]
         ),
         // Root only: real kernel, real packets, in network namespaces the tests create.
         .testTarget(

@@ -8,10 +8,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name NodeGuardFuzz \
-  Sources/NodeGuardCore/Model/*.swift \
-  Sources/NodeGuardCore/Support/NodeGuardError.swift Sources/NodeGuardCore/Support/DisplayText.swift \
-  Sources/NodeGuardCore/Control/ControlProtocol.swift fuzz/FuzzDecoders.swift \
+swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name NodeGuardFuzz -package-name NodeGuard \
+  Sources/NodeGuardControl/*/*.swift fuzz/FuzzDecoders.swift \
   -o "$work/fuzz-decoders" 2>&1 | grep -v "Cannot export local symbol" >&2 || true
 mkdir -p "$work/corpus"
 cp fuzz/seeds/* "$work/corpus/"

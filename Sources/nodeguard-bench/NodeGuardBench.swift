@@ -40,18 +40,21 @@ struct Repair: ParsableCommand {
             // A different rule each time: the same rule pushing NodeGuard down
             // again and again is a fight, which NodeGuard stops answering.
             let foreign = RuleSpec(transport: .tcp, comment: "bench: foreign rule \(trial) above NodeGuard", target: "ACCEPT")
-            let saved: [RuleSpec]
-            (saved, _, _) = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) -> [RuleSpec] in
-                if kind == "insert" {
-                    try table.insertRule(foreign, in: "PREROUTING", at: 0)
-                    return []
-                }
-                let rules = try table.rules(in: RulePlanner.entryChain).compactMap(\.spec)
-                try table.flushChain(RulePlanner.entryChain)
-                return rules
+            // What the change left, read back under the bench's own lock: NodeGuard
+            // takes that lock to repair, so it cannot have acted before this, and
+            // any later move of the sizes or digest is its repair. (Looking at the
+            // table right after the release instead, with a full libiptc read,
+            // competed with the repair for the kernel's table mutex and a CPU and
+            // added its own 10-20 ms to the figures.)
+            var saved: [RuleSpec] = []
+            let outcome = try backend.transact("mangle", .ipv4) { table throws(NodeGuardError) in
+                if kind == "insert" { return TableRepair(edits: [.insertRule(foreign, chain: "PREROUTING", index: 0)]) }
+                saved = try table.rules(in: RulePlanner.entryChain).compactMap(\.spec)
+                return TableRepair(edits: [.flushChain(RulePlanner.entryChain)])
             }
             // The change is committed and the lock released: NodeGuard may start now.
             let start = clock.now
+            guard var baseline = outcome.fingerprint else { throw ValidationError("trial \(trial): the table could not be read back") }
             // How to see the repair land without slowing it: a flush's repair
             // changes the table's sizes, which one small getsockopt shows. Moving
             // the jump back keeps every size, so for inserts only the digest
@@ -59,26 +62,24 @@ struct Repair: ParsableCommand {
             // compete with the daemon for the kernel's table mutex and a CPU:
             // poll it every millisecond (the resolution of those figures).
             let sizesTell = kind == "flush"
-            let changedInfo = try backend.tableInfo("mangle", .ipv4)
-            let changed = sizesTell ? nil : try backend.ownedFingerprint("mangle", .ipv4)
-            // NodeGuard may have repaired before `changed` was taken: look once first.
-            var repaired = isRepaired(backend, kind: kind, expected: saved)
-            var lastLook = clock.now
-            while !repaired && clock.now - start < .milliseconds(timeoutMs) {
-                let moved = sizesTell ? try backend.tableInfo("mangle", .ipv4) != changedInfo
-                                      : try backend.ownedFingerprint("mangle", .ipv4) != changed
-                // Also look every 50 ms whatever moved says, so that a repair that
-                // landed between the change and `changed` cannot be missed.
-                let due = clock.now - lastLook > .milliseconds(50)
-                if moved || due { lastLook = clock.now }
-                if (moved || due) && isRepaired(backend, kind: kind, expected: saved) {
-                    repaired = true
-                    break
+            var repairedAt: ContinuousClock.Instant?
+            while clock.now - start < .milliseconds(timeoutMs) {
+                let moved = sizesTell ? try backend.tableInfo("mangle", .ipv4) != baseline.info
+                                      : try backend.ownedFingerprint("mangle", .ipv4).digest != baseline.digest
+                if moved {
+                    // The time the move was seen, not after the (full) read that confirms it.
+                    let seen = clock.now
+                    if isRepaired(backend, kind: kind, expected: saved) {
+                        repairedAt = seen
+                        break
+                    }
+                    // Someone else's change (or half a repair): wait for the next move.
+                    baseline = try backend.ownedFingerprint("mangle", .ipv4)
                 }
                 usleep(sizesTell ? 100 : 1000)
             }
-            let elapsed = clock.now - start
-            if repaired {
+            if let repairedAt {
+                let elapsed = repairedAt - start
                 latencies.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
             } else {
                 timeouts += 1
@@ -89,11 +90,10 @@ struct Repair: ParsableCommand {
             }
             if kind == "insert" {
                 // Take the foreign rule away again and let NodeGuard settle.
-                _ = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) in
+                _ = try backend.transact("mangle", .ipv4) { table throws(NodeGuardError) in
                     let rules = try table.rules(in: "PREROUTING")
-                    for index in rules.indices.reversed() where rules[index].spec == foreign {
-                        try table.deleteRule(in: "PREROUTING", at: index)
-                    }
+                    return TableRepair(edits: rules.indices.reversed().filter { rules[$0].spec == foreign }
+                        .map { .deleteRule(chain: "PREROUTING", index: $0) })
                 }
             }
             // Let NodeGuard settle (it re-reads after the clean-up too): each
@@ -225,11 +225,11 @@ struct LockHold: ParsableCommand {
                 chainRules = names.reduce(0) { $0 + (before[$1]?.count ?? 0) }
                 // A different rule each time; in the middle of the chain.
                 let foreign = RuleSpec(transport: .tcp, comment: "bench: foreign rule \(trial)", target: "ACCEPT")
-                _ = try backend.withMangleTable(.ipv4) { table throws(NodeGuardError) in
-                    for name in names {
-                        if action == "flush" { try table.flushChain(name) }
-                        else { try table.insertRule(foreign, in: name, at: (before[name]?.count ?? 0) / 2) }
-                    }
+                _ = try backend.transact("mangle", .ipv4) { _ throws(NodeGuardError) in
+                    TableRepair(edits: names.map { name in
+                        action == "flush" ? .flushChain(name)
+                            : .insertRule(foreign, chain: name, index: (before[name]?.count ?? 0) / 2)
+                    })
                 }
                 // The change is committed and the lock released: NodeGuard may start now.
                 // Its repair ends with its last hold (the commit); the chains are read

@@ -3,7 +3,7 @@ import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
-import NodeGuardCore
+import NodeGuardControl
 
 /// Exit codes: 0 success, 1 the request failed, 2 usage error, 3 daemon not
 /// reachable (nothing to connect to), 4 the daemon did not serve the request
@@ -35,6 +35,9 @@ struct NodeGuardCtl: ParsableCommand {
         subcommands: [Block.self, Unblock.self, List.self, Status.self, NodePorts.self, Explain.self, Reload.self, Metrics.self, Validate.self]
     )
 
+    /// Global, before the subcommand, as `kubectl --context`, `docker -H` and `git -C` are.
+    @OptionGroup var connection: Connection
+
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -58,243 +61,283 @@ struct NodeGuardCtl: ParsableCommand {
     }
 }
 
-struct SocketOption: ParsableArguments {
-    @Option(name: .long, help: "nodeguardd's control socket.")
-    var socket = ControlProtocol.defaultSocketPath
+/// Where nodeguardd listens: `--socket` before the subcommand or after it
+/// (as before), else `$NODEGUARD_SOCKET`, else the default. Both places share
+/// one value (ArgumentParser parses the option once for the command stack),
+/// so given twice, the last one wins, as with any repeated option.
+struct Connection: ParsableArguments {
+    static let environmentVariable = "NODEGUARD_SOCKET"
 
-    /// Sends the request; a failure answer becomes a thrown error (exit 1).
-    func send(_ request: ControlRequest) throws -> JSONValue {
-        switch try ControlClient(socketPath: socket).send(request) {
-        case .success(let result): return result
-        case .failure(let error): throw error
+    @Option(name: .long, help: ArgumentHelp(
+        "nodeguardd's control socket (default: $\(Connection.environmentVariable), else \(ControlProtocol.defaultSocketPath)).",
+        valueName: "path"))
+    var socket: String?
+
+    /// The socket to use: a flag, else the environment's, else the default.
+    static func socketPath(global: String?, local: String?, environment: [String: String]) -> String {
+        if let flag = local ?? global { return flag }
+        if let fromEnvironment = environment[environmentVariable], !fromEnvironment.isEmpty { return fromEnvironment }
+        return ControlProtocol.defaultSocketPath
+    }
+
+    /// The most a Unix socket's path holds (`sun_path` less its NUL).
+    static let maximumPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+    /// A path no socket can have is a usage error (exit 2), not "unreachable".
+    func validate() throws {
+        guard let socket else { return }
+        if socket.isEmpty || socket.utf8.count > Self.maximumPathBytes {
+            throw ValidationError("--socket '\(socket)' is empty or longer than the \(Self.maximumPathBytes) bytes a Unix socket path holds")
         }
     }
 }
+
+/// A subcommand that talks to nodeguardd.
+protocol DaemonCommand: ParsableCommand {
+    var root: NodeGuardCtl { get }
+    var connection: Connection { get }
+}
+
+extension DaemonCommand {
+    var socketPath: String {
+        Connection.socketPath(global: root.connection.socket, local: connection.socket,
+                              environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// Sends the request and returns the answer's `result`; a failure answer
+    /// becomes a thrown error (exit 1). With `json`, prints the result as the
+    /// daemon sent it (keys it has that this CLI does not know included) and returns nil.
+    func send<R: ControlResult>(_ request: ControlRequest, as type: R.Type, json: Bool = false) throws -> R? {
+        let result: JSONValue
+        switch try ControlClient(socketPath: socketPath).send(request) {
+        case .success(let value): result = value
+        case .failure(let error): throw error
+        }
+        if json {
+            print(JSON.serialize(result, pretty: true))
+            return nil
+        }
+        return try R(result: result)
+    }
+}
+
+// Typed arguments: ArgumentParser names the argument and adds the usage;
+// the message says what is wrong with the value.
 
 func parsePortKey(_ text: String) throws -> PortKey {
     do { return try PortKey(parsing: text) } catch { throw ValidationError(error.message) }
 }
 
+func parseFamily(_ text: String) throws -> FamilySelection {
+    guard let family = FamilySelection(rawValue: text) else { throw ValidationError("'\(text)' is not ipv4, ipv6 or both") }
+    return family
+}
+
+func parseCIDR(_ text: String) throws -> CIDR {
+    do { return try CIDR(parsing: text) } catch { throw ValidationError(error.message) }
+}
+
 extension NodeGuardCtl {
-    struct Block: ParsableCommand {
+    struct Block: DaemonCommand {
         static let configuration = CommandConfiguration(
             abstract: "Block a NodePort now and keep it blocked across restarts.",
             discussion: "Examples:\n  nodeguardctl block 31002\n  nodeguardctl block 31900/udp --family ipv4 --reason 'SEC-1234'\n  nodeguardctl block 32000 --allow-from 198.18.0.0/24 --allow-from 2001:db8:1::/64")
 
-        @OptionGroup var socket: SocketOption
+        @ParentCommand var root: NodeGuardCtl
+        @OptionGroup var connection: Connection
 
-        @Argument(help: "PORT or PORT/PROTOCOL (tcp, udp, sctp; default tcp).")
-        var port: String
+        @Argument(help: "PORT or PORT/PROTOCOL (tcp, udp, sctp; default tcp).", transform: parsePortKey)
+        var port: PortKey
 
-        @Option(help: "ipv4, ipv6 or both.")
-        var family = "both"
+        @Option(help: "ipv4, ipv6 or both.", transform: parseFamily)
+        var family = FamilySelection.both
 
         @Option(help: "Why the port is blocked (at most 256 bytes); shown in the rule's comment.")
         var reason: String?
 
-        @Option(name: .customLong("allow-from"), help: "A source CIDR that stays allowed (repeatable).")
-        var allowFrom: [String] = []
+        @Option(name: .customLong("allow-from"), help: "A source CIDR that stays allowed (repeatable).", transform: parseCIDR)
+        var allowFrom: [CIDR] = []
 
         @Flag(help: "Print the daemon's answer as JSON.")
         var json = false
 
-        func entry() throws -> BlockEntry {
-            let key = try parsePortKey(port)
-            guard let selection = FamilySelection(rawValue: family) else {
-                throw ValidationError("--family '\(family)' is not ipv4, ipv6 or both")
-            }
+        var entry: BlockEntry {
+            BlockEntry(port: port.port, transport: port.transport, family: family, reason: reason, allowFrom: allowFrom)
+        }
+
+        func validate() throws {
             if let reason, let problem = BlockEntry.reasonProblem(reason) {
                 throw ValidationError("--reason \(problem)")
             }
-            var cidrs: [CIDR] = []
-            for text in allowFrom {
-                do { cidrs.append(try CIDR(parsing: text)) } catch {
-                    throw ValidationError("--allow-from: \(error.message)")
-                }
-            }
-            return BlockEntry(port: key.port, transport: key.transport, family: selection, reason: reason, allowFrom: cidrs)
         }
 
-        func validate() throws { _ = try entry() }
-
         func run() throws {
-            let entry = try entry()
             for warning in DenyListCodec.entryWarnings(entry, path: "--allow-from") {
                 printError("nodeguardctl: warning: \(warning.message)")
             }
-            let result = try socket.send(.block(entry))
-            if json { return print(JSON.serialize(result, pretty: true)) }
-            if result["changed"]?.boolValue == false {
-                print("\(entry.key) was already blocked (\(result["source"]?.stringValue ?? "runtime"))")
+            guard let result = try send(.block(entry), as: BlockResult.self, json: json) else { return }
+            if !result.changed {
+                print("\(entry.key) was already blocked (\(result.source.rawValue))")
             } else {
                 print("blocked \(entry.key)")
             }
         }
     }
 
-    struct Unblock: ParsableCommand {
+    struct Unblock: DaemonCommand {
         static let configuration = CommandConfiguration(
             abstract: "Remove a runtime block (ports from the deny-list file are changed in the file).")
 
-        @OptionGroup var socket: SocketOption
+        @ParentCommand var root: NodeGuardCtl
+        @OptionGroup var connection: Connection
 
-        @Argument(help: "PORT or PORT/PROTOCOL (default tcp).")
-        var port: String
+        @Argument(help: "PORT or PORT/PROTOCOL (default tcp).", transform: parsePortKey)
+        var port: PortKey
 
         @Flag(help: "Print the daemon's answer as JSON.")
         var json = false
 
-        func validate() throws { _ = try parsePortKey(port) }
-
         func run() throws {
-            let key = try parsePortKey(port)
-            let result = try socket.send(.unblock(key))
-            if json { return print(JSON.serialize(result, pretty: true)) }
+            let key = port
+            guard try send(.unblock(key), as: UnblockResult.self, json: json) != nil else { return }
             print("unblocked \(key)")
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: DaemonCommand {
         static let configuration = CommandConfiguration(abstract: "List the blocked ports and where each comes from.")
 
-        @OptionGroup var socket: SocketOption
+        @ParentCommand var root: NodeGuardCtl
+        @OptionGroup var connection: Connection
 
         @Flag(help: "Print JSON for scripts.")
         var json = false
 
         func run() throws {
-            let result = try socket.send(.list)
-            if json { return print(JSON.serialize(result, pretty: true)) }
-            printEntries(result["entries"]?.arrayValue ?? [], withCounters: false)
+            guard let result = try send(.list, as: EntryList.self, json: json) else { return }
+            printEntries(result.entries, withCounters: false)
         }
     }
 
-    struct Status: ParsableCommand {
+    struct Status: DaemonCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the daemon's health, its hooks, verify and repair figures, and drop counters.")
 
-        @OptionGroup var socket: SocketOption
+        @ParentCommand var root: NodeGuardCtl
+        @OptionGroup var connection: Connection
 
         @Flag(help: "Print JSON for scripts.")
         var json = false
 
         func run() throws {
-            let status = try socket.send(.status)
-            if json { return print(JSON.serialize(status, pretty: true)) }
-            let healthy = status["healthy"]?.boolValue == true
-            print("nodeguardd:  \(healthy ? "healthy" : "UNHEALTHY") (pid \(text(status["pid"])), started \(text(status["startedAt"])))")
-            print("config:      \(text(status["configPath"]))")
-            let families = (status["families"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
-            let first = status["hooksFirst"]?.boolValue == true
-            print("hooks:       \(first ? "first" : "NOT first") in mangle PREROUTING and OUTPUT (\(families))")
-            print("last check:  \(text(status["lastVerify"])); sizes every \(text(status["watchIntervalMs"])) ms and at each xtables lock release, rule digests every \(text(status["deepCheckIntervalMs"])) ms")
-            print("repairs:     \(text(status["repairs"])), commits: \(text(status["commits"])), full reads: \(text(status["fullReads"])) (last \(text(status["lastVerifyMicroseconds"])) µs)")
-            if let dataplane = status["dataplane"] { print("dataplane:   \(text(dataplane["summary"]))") }
-            for warning in (status["dataplane"]?["warnings"]?.arrayValue ?? []).compactMap(\.stringValue) { print("WARNING:     \(warning)") }
-            if let fight = status["fight"] {
-                print("FIGHT:       '\(text(fight["culprit"]))' keeps taking rule 1 of \(text(fight["family"])) mangle \(text(fight["chain"])) (\(text(fight["displacements"])) times); ports held closed from the raw table; next try in \(text(fight["retakeInSeconds"])) s")
-                print("advice:      \(text(fight["advice"]))")
+            guard let status = try send(.status, as: StatusReport.self, json: json) else { return }
+            print("nodeguardd:  \(status.healthy ? "healthy" : "UNHEALTHY") (pid \(status.pid), started \(status.startedAt))")
+            print("config:      \(status.configPath)")
+            let families = status.families.map(\.rawValue).joined(separator: ", ")
+            print("hooks:       \(status.hooksFirst ? "first" : "NOT first") in mangle PREROUTING and OUTPUT (\(families))")
+            print("last check:  \(status.lastVerify ?? "-"); sizes every \(status.watchIntervalMs) ms and at each xtables lock release, rule digests every \(status.deepCheckIntervalMs) ms")
+            print("repairs:     \(status.repairs), commits: \(status.commits), full reads: \(status.fullReads) (last \(status.lastVerifyMicroseconds.map(String.init) ?? "-") µs)")
+            print("dataplane:   \(status.dataplane.summary)")
+            for warning in status.dataplane.warnings { print("WARNING:     \(warning)") }
+            if let fight = status.fight {
+                print("FIGHT:       '\(fight.culprit)' keeps taking rule 1 of \(fight.family.rawValue) mangle \(fight.chain) (\(fight.displacements) times); ports held closed from the raw table; next try in \(fight.retakeInSeconds) s")
+                print("advice:      \(fight.advice)")
             }
-            if let error = status["lastError"]?.stringValue { print("last error:  \(error)") }
+            if let error = status.lastError { print("last error:  \(error)") }
             print("")
-            printEntries(status["entries"]?.arrayValue ?? [], withCounters: true)
-            if !healthy { throw ExitCode(CtlExit.failed) }
+            printEntries(status.entries, withCounters: true)
+            if !status.healthy { throw ExitCode(CtlExit.failed) }
         }
     }
 
-    struct Reload: ParsableCommand {
+    struct Reload: DaemonCommand {
         static let configuration = CommandConfiguration(
             abstract: "Re-read the deny-list file; a bad file keeps the last good list and prints why.")
 
-        @OptionGroup var socket: SocketOption
+        @ParentCommand var root: NodeGuardCtl
+        @OptionGroup var connection: Connection
 
         func run() throws {
-            let result = try socket.send(.reload)
-            print("reloaded: \(text(result["entries"])) entries from the deny-list file")
+            guard let result = try send(.reload, as: ReloadResult.self) else { return }
+            print("reloaded: \(result.entries) entries from the deny-list file")
         }
     }
 
-    struct NodePorts: ParsableCommand {
+    struct NodePorts: DaemonCommand {
         static let configuration = CommandConfiguration(
             commandName: "nodeports",
             abstract: "List every NodePort kube-proxy exposes on this node, its service, and whether it is blocked.")
 
-        @OptionGroup var socket: SocketOption
+        @ParentCommand var root: NodeGuardCtl
+        @OptionGroup var connection: Connection
 
         @Flag(help: "Print JSON for scripts.")
         var json = false
 
         func run() throws {
-            let result = try socket.send(.nodeports)
-            if json { return print(JSON.serialize(result, pretty: true)) }
-            let ports = result["nodeports"]?.arrayValue ?? []
+            guard let result = try send(.nodeports, as: NodePortsReport.self, json: json) else { return }
+            let ports = result.nodeports
             if ports.isEmpty { print("no NodePorts found (kube-proxy in iptables mode writes them to KUBE-NODEPORTS)") }
             var rows = [["PORT", "FAMILY", "BLOCKED", "SERVICE", "ENDPOINTS", "FROM"]]
             for port in ports {
-                let endpoints = (port["endpoints"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ",")
-                rows.append(["\(text(port["port"]))/\(text(port["protocol"]))", text(port["family"]),
-                             port["blocked"]?.boolValue == true ? "yes" : "no", text(port["service"]),
-                             endpoints.isEmpty ? "-" : endpoints, text(port["source"])])
+                let endpoints = port.endpoints.joined(separator: ",")
+                rows.append(["\(port.key)", port.family.rawValue, port.blocked ? "yes" : "no", port.service,
+                             endpoints.isEmpty ? "-" : endpoints, port.source])
             }
             if !ports.isEmpty { printTable(rows) }
-            for problem in (result["problems"]?.arrayValue ?? []).compactMap(\.stringValue) {
+            for problem in result.problems {
                 printError("nodeguardctl: could not read \(problem)")
             }
         }
     }
 
-    struct Explain: ParsableCommand {
+    struct Explain: DaemonCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the path a packet to a port takes on this node: who rewrites it, where NodeGuard drops it, and what defeats that.")
 
-        @OptionGroup var socket: SocketOption
+        @ParentCommand var root: NodeGuardCtl
+        @OptionGroup var connection: Connection
 
-        @Argument(help: "PORT or PORT/PROTOCOL (default tcp).")
-        var port: String
+        @Argument(help: "PORT or PORT/PROTOCOL (default tcp).", transform: parsePortKey)
+        var port: PortKey
 
         @Flag(help: "Print JSON for scripts.")
         var json = false
 
-        func validate() throws { _ = try parsePortKey(port) }
-
         func run() throws {
-            let key = try parsePortKey(port)
-            let result = try socket.send(.explain(key))
-            if json { return print(JSON.serialize(result, pretty: true)) }
-            print("\(key) on this node (\(text(result["dataplane"]?["summary"])))")
-            let rewrites = result["rewrites"]?.arrayValue ?? []
-            if rewrites.isEmpty { print("  rewritten by: nobody (no DNAT of this port was found)") }
-            for rewrite in rewrites {
-                let to = (rewrite["to"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
-                print("  rewritten by: \(text(rewrite["by"])) [\(text(rewrite["family"])), \(text(rewrite["source"]))] -> \(to.isEmpty ? "no endpoints" : to)")
+            let key = port
+            guard let result = try send(.explain(key), as: ExplainReport.self, json: json) else { return }
+            print("\(key) on this node (\(result.dataplane.summary))")
+            if result.rewrites.isEmpty { print("  rewritten by: nobody (no DNAT of this port was found)") }
+            for rewrite in result.rewrites {
+                let to = rewrite.to.joined(separator: ", ")
+                print("  rewritten by: \(rewrite.by) [\(rewrite.family.rawValue), \(rewrite.source)] -> \(to.isEmpty ? "no endpoints" : to)")
             }
-            let guardInfo = result["nodeguard"]
-            if guardInfo?["blocked"]?.boolValue == true {
-                let families = (guardInfo?["families"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
-                print("  NodeGuard:    drops it (\(text(guardInfo?["source"])), \(families)) in \(text(guardInfo?["where"]))")
-                if case .object(let drops)? = guardInfo?["dropped"] {
-                    for (family, counter) in drops.sorted(by: { $0.key < $1.key }) {
-                        print("  dropped:      \(family) \(text(counter["packets"])) packets, \(text(counter["bytes"])) bytes")
-                    }
+            let drop = result.nodeguard
+            if drop.blocked {
+                let families = (drop.families ?? []).map(\.rawValue).joined(separator: ", ")
+                print("  NodeGuard:    drops it (\(drop.source?.rawValue ?? "-"), \(families)) in \(drop.where ?? "-")")
+                for (family, counter) in (drop.dropped ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    print("  dropped:      \(family) \(counter.packets) packets, \(counter.bytes) bytes")
                 }
             } else {
                 print("  NodeGuard:    does not block it (nodeguardctl block \(key))")
             }
-            let defeats = (result["defeats"]?.arrayValue ?? []).compactMap(\.stringValue)
-            print("  defeated by:  " + (defeats.isEmpty ? "nothing found" : defeats.joined(separator: "\n                ")))
-            print("  verdict:      \(text(result["verdict"]))")
+            print("  defeated by:  " + (result.defeats.isEmpty ? "nothing found" : result.defeats.joined(separator: "\n                ")))
+            print("  verdict:      \(result.verdict)")
         }
     }
 
-    struct Metrics: ParsableCommand {
+    struct Metrics: DaemonCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print drop counters and the daemon's figures in the Prometheus text format.")
 
-        @OptionGroup var socket: SocketOption
+        @ParentCommand var root: NodeGuardCtl
+        @OptionGroup var connection: Connection
 
         func run() throws {
-            let result = try socket.send(.metrics)
-            print(result["text"]?.stringValue ?? "", terminator: "")
+            guard let result = try send(.metrics, as: MetricsResult.self) else { return }
+            print(result.text, terminator: "")
         }
     }
 
@@ -314,7 +357,7 @@ extension NodeGuardCtl {
         var strict = false
 
         func run() throws {
-            let entries = try NodeGuardEngine.loadConfig(file)
+            let entries = try DenyListCodec.load(file).entries
             let warnings = DenyListCodec.warnings(DenyList(entries: entries))
             for warning in warnings { printError("nodeguardctl: \(file): warning: \(warning)") }
             let counted = "\(entries.count) entr\(entries.count == 1 ? "y" : "ies")"
@@ -328,33 +371,23 @@ extension NodeGuardCtl {
     }
 }
 
-func text(_ value: JSONValue?) -> String {
-    switch value {
-    case .string(let s)?: s
-    case .number(let n)?: n
-    case .bool(let b)?: b ? "yes" : "no"
-    default: "-"
-    }
-}
-
-func printEntries(_ entries: [JSONValue], withCounters: Bool) {
+func printEntries(_ entries: [EntryReport], withCounters: Bool) {
     if entries.isEmpty { return print("no ports are blocked") }
     var rows = [["PORT", "FAMILY", "SOURCE", withCounters ? "DROPPED" : "ALLOW FROM", "REASON"]]
-    for entry in entries {
-        let key = "\(text(entry["port"]))/\(text(entry["protocol"]))"
+    for report in entries {
+        let entry = report.entry
         let fourth: String
         if withCounters {
-            fourth = "\(text(entry["dropped"]?["packets"])) pkts, \(text(entry["dropped"]?["bytes"])) bytes"
+            fourth = report.dropped.map { "\($0.packets) pkts, \($0.bytes) bytes" } ?? "- pkts, - bytes"
         } else {
-            let allowed = (entry["allowFrom"]?.arrayValue ?? []).compactMap(\.stringValue)
-            fourth = allowed.isEmpty ? "-" : allowed.joined(separator: ",")
+            fourth = entry.allowFrom.isEmpty ? "-" : entry.allowFrom.map(\.description).joined(separator: ",")
         }
-        var reason = entry["reason"]?.stringValue ?? "-"
-        if let services = entry["services"]?.arrayValue?.compactMap(\.stringValue), !services.isEmpty {
+        var reason = entry.reason ?? "-"
+        if let services = report.services, !services.isEmpty {
             reason += " [\(services.joined(separator: ", "))]"
         }
-        if let warning = entry["warning"]?.stringValue { reason += " WARNING: \(warning)" }
-        rows.append([key, text(entry["family"]), text(entry["source"]), fourth, reason])
+        if let warning = report.warning { reason += " WARNING: \(warning)" }
+        rows.append(["\(entry.key)", entry.family.rawValue, report.source.rawValue, fourth, reason])
     }
     printTable(rows)
 }

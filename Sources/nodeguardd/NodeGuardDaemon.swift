@@ -124,9 +124,9 @@ struct NodeGuardDaemon: AsyncParsableCommand {
             if access.groupID == nil {
                 logger.notice("the group '\(group)' does not exist: only root may use the control socket")
             }
-            server = try ControlServer(path: socket, logger: logger, access: access) { request, origin in
-                await loop.submit(request, from: origin)
-            }
+            // Each connection's thread hands its request to the loop and waits.
+            let handler: ControlServer.Handler = { request, origin in loop.answer(request, from: origin) }
+            server = try ControlServer(path: socket, logger: logger, access: access, handler: handler)
         } catch {
             logger.critical("cannot start: \(error.message)")
             throw ExitCode.failure

@@ -34,7 +34,7 @@ final class BaselineRaceTests: NodeTestCase {
                     return try table.rules(in: "NODEGUARD-TCP").contains { $0.spec?.destinationPorts == port...port }
                 }
                 if committed {
-                    _ = try writer.withMangleTable(.ipv4) { table throws(NodeGuardError) in try table.flushChain("NODEGUARD-TCP") }
+                    _ = try writer.transact("mangle", .ipv4) { _ throws(NodeGuardError) in TableRepair(edits: [.flushChain("NODEGUARD-TCP")]) }
                     return true
                 }
                 // Not yet: let the daemon have the lock.

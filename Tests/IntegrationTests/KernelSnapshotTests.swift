@@ -24,7 +24,7 @@ final class KernelSnapshotTests: NodeTestCase {
     func compareReaders(_ table: String, _ family: AddressFamily) throws -> Comparison {
         try node.inNodeNamespace {
             var result = Comparison()
-            let viaLibiptc = try IPTCSnapshot(family: family, table: table)
+            let viaLibiptc = try IPTCTable(family: family, table: table)
             defer { viaLibiptc.close() }
             let viaKernel = try KernelTableReader().snapshot(table, family)
             result.libiptcChains = Set(viaLibiptc.chainNames())

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import NodeGuardControl
 @testable import NodeGuardCore
 
 final class DenyListCodecTests: XCTestCase {

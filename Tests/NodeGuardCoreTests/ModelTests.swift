@@ -1,4 +1,5 @@
 import XCTest
+@testable import NodeGuardControl
 @testable import NodeGuardCore
 
 final class CIDRTests: XCTestCase {

@@ -1,4 +1,5 @@
 import XCTest
+@testable import NodeGuardControl
 @testable import NodeGuardCore
 
 /// A packet as the planned chains see it.

@@ -80,7 +80,7 @@ final class SupportTests: XCTestCase {
         let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Sources")
         var checked = 0
-        for target in ["NodeGuardCore", "nodeguardd", "nodeguardctl"] {
+        for target in ["NodeGuardControl", "NodeGuardCore", "nodeguardd", "nodeguardctl"] {
             let root = sources.appendingPathComponent(target)
             let files = try XCTUnwrap(FileManager.default.enumerator(atPath: root.path)).compactMap { $0 as? String }
             for file in files where file.hasSuffix(".swift") {

@@ -5,8 +5,8 @@ import CNodeGuardIPTC
 /// table's size plus an index. libiptc, which edits need, also copies every
 /// rule and its chain bookkeeping, about three times the table's size: 3.5 MB
 /// for 2,768 blocked ports, and most of a status call's peak next to a
-/// 5,000-service kube-proxy nat table. Edits throw.
-final class KernelTableSnapshot: ReadOnlyTableSnapshot {
+/// 5,000-service kube-proxy nat table. A view only: edits go through libiptc.
+final class KernelTableSnapshot: TableView {
     let family: AddressFamily
     let tableName: String
     private let blob: OpaquePointer
@@ -49,7 +49,7 @@ final class KernelTableSnapshot: ReadOnlyTableSnapshot {
         while done < count {
             let read = Int(ngiptc_snapshot_read_rules_from(blob, index, Int32(done), &infos, Int32(min(infos.count, count - done))))
             guard read > 0 else { break }
-            for info in infos.prefix(read) { rules.append(IPTCSnapshot.observed(info, family: family)) }
+            for info in infos.prefix(read) { rules.append(IPTCTable.observed(info, family: family)) }
             done += read
         }
         return rules
@@ -71,8 +71,4 @@ final class KernelTableSnapshot: ReadOnlyTableSnapshot {
 
     /// NF_INET_* numbers of the built-in chains.
     static let hookNumbers: [String: UInt32] = ["PREROUTING": 0, "INPUT": 1, "FORWARD": 2, "OUTPUT": 3, "POSTROUTING": 4]
-
-    func refuse(_ edit: String) -> NodeGuardError {
-        NodeGuardError(.netfilterFailure, "cannot \(edit): the \(family.rawValue) \(tableName) table was opened read-only")
-    }
 }

@@ -38,6 +38,10 @@ public struct LibIPTCBackend: NetfilterBackend {
         try reader.ownedFingerprint(name, family)
     }
 
+    public func savedRules(_ name: String, _ family: AddressFamily) -> [String: [String]]? {
+        SavedRules.read(name, family)
+    }
+
     public func tableExists(_ name: String, _ family: AddressFamily) -> Bool {
         let file = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return false }
@@ -53,16 +57,16 @@ public struct LibIPTCBackend: NetfilterBackend {
 
     public func readTable<T>(
         _ name: String, _ family: AddressFamily,
-        _ body: (any TableSnapshot) throws(NodeGuardError) -> T
+        _ body: (any TableView) throws(NodeGuardError) -> T
     ) throws(NodeGuardError) -> T {
         // Straight from the kernel, not through libiptc: a third of the memory.
         try body(try reader.snapshot(name, family))
     }
 
-    public func withTable<T>(
+    public func transact(
         _ name: String, _ family: AddressFamily,
-        _ body: (any TableSnapshot) throws(NodeGuardError) -> T
-    ) throws(NodeGuardError) -> (result: T, committed: Bool, fingerprint: TableFingerprint?) {
+        _ plan: (any TableView) throws(NodeGuardError) -> TableRepair
+    ) throws(NodeGuardError) -> TransactionOutcome {
         try XtablesLock.withLock(path: lockPath, timeout: lockTimeout) { () throws(NodeGuardError) in
             Self.libraryLock.lock()
             defer { Self.libraryLock.unlock() }
@@ -72,16 +76,17 @@ public struct LibIPTCBackend: NetfilterBackend {
             let readBack = { try? reader.ownedFingerprint(name, family) }
             var attempt = 1
             while true {
-                let snapshot = try IPTCSnapshot(family: family, table: name)
-                defer { snapshot.close() }
-                let result = try body(snapshot)
-                guard snapshot.changed else { return (result, false, readBack()) }
+                let table = try IPTCTable(family: family, table: name)
+                defer { table.close() }
+                let repair = try plan(table)
+                if repair.isEmpty { return TransactionOutcome(repair: repair, committed: false, fingerprint: readBack()) }
+                for edit in repair.edits { try table.apply(edit) }
                 do throws(NodeGuardError) {
-                    try snapshot.commit()
-                    return (result, true, readBack())
+                    try table.commit()
+                    return TransactionOutcome(repair: repair, committed: true, fingerprint: readBack())
                 } catch {
                     // A writer that ignores the lock changed the table between our read and commit.
-                    guard snapshot.lastErrno == EAGAIN && attempt < commitAttempts else { throw error }
+                    guard table.lastErrno == EAGAIN && attempt < commitAttempts else { throw error }
                     attempt += 1
                 }
             }
@@ -105,12 +110,13 @@ func netfilterError(_ code: Int32, family: AddressFamily, doing action: String) 
     }
 }
 
-final class IPTCSnapshot: TableSnapshot {
+/// A table opened through libiptc: a view of it, and the edits of one
+/// transaction, kept in libiptc's copy until `commit`.
+final class IPTCTable: TableView {
     let family: AddressFamily
     private var table: OpaquePointer?
-    private(set) var changed = false
     private(set) var lastErrno: Int32 = 0
-    /// libiptc's copy cannot say; `withTable` reads the kernel for it.
+    /// libiptc's copy cannot say; `transact` reads the kernel for it.
     var ownedFingerprint: TableFingerprint? { nil }
 
     private var familyName: String { family == .ipv4 ? "IPv4" : "IPv6" }
@@ -170,38 +176,43 @@ final class IPTCSnapshot: TableSnapshot {
         return infos.prefix(Int(read)).map { Self.observed($0, family: family) }
     }
 
-    func createChain(_ name: String) throws(NodeGuardError) {
+    func apply(_ edit: TableEdit) throws(NodeGuardError) {
+        switch edit {
+        case .createChain(let name): try createChain(name)
+        case .flushChain(let name): try flushChain(name)
+        case .deleteChain(let name): try deleteChain(name)
+        case .insertRule(let rule, let chain, let index): try insertRule(rule, in: chain, at: index)
+        case .deleteRule(let chain, let index): try deleteRule(in: chain, at: index)
+        }
+    }
+
+    private func createChain(_ name: String) throws(NodeGuardError) {
         var error: Int32 = 0
         try check(ngiptc_create_chain(table, name, &error), error, "creating chain \(name)")
-        changed = true
     }
 
-    func flushChain(_ name: String) throws(NodeGuardError) {
+    private func flushChain(_ name: String) throws(NodeGuardError) {
         var error: Int32 = 0
         try check(ngiptc_flush_chain(table, name, &error), error, "flushing chain \(name)")
-        changed = true
     }
 
-    func deleteChain(_ name: String) throws(NodeGuardError) {
+    private func deleteChain(_ name: String) throws(NodeGuardError) {
         var error: Int32 = 0
         try check(ngiptc_delete_chain(table, name, &error), error,
                   "deleting chain \(name) (is a rule outside NodeGuard still jumping to it?)")
-        changed = true
     }
 
-    func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError) {
+    private func insertRule(_ rule: RuleSpec, in chain: String, at index: Int) throws(NodeGuardError) {
         var spec = Self.cSpec(rule, family: family)
         var error: Int32 = 0
         try check(ngiptc_insert_rule(table, chain, UInt32(index), &spec, &error), error,
                   "inserting '\(rule.iptablesArguments)' into \(chain)")
-        changed = true
     }
 
-    func deleteRule(in chain: String, at index: Int) throws(NodeGuardError) {
+    private func deleteRule(in chain: String, at index: Int) throws(NodeGuardError) {
         var error: Int32 = 0
         try check(ngiptc_delete_rule(table, chain, UInt32(index), &error), error,
                   "deleting rule \(index + 1) of \(chain)")
-        changed = true
     }
 
     // MARK: conversions between RuleSpec and the shim's C struct

@@ -8,15 +8,17 @@ import Glibc
 #endif
 
 /// Serves the control socket: accepts connections on a thread of its own and
-/// serves each on its own thread (blocking reads with deadlines), handing each
-/// request to `handler`, which queues it on the reconcile loop.
+/// serves each on its own thread (blocking reads with deadlines), calling
+/// `handler` on that thread for each request; the daemon's handler hands the
+/// request to the reconcile loop and waits for its answer.
 ///
 /// Nobody who may connect can take the socket away from root: a peer that is
 /// neither root nor in the control group is answered and closed at accept and
 /// never takes a slot; a request line must arrive whole within a deadline that
 /// trickling bytes do not extend; and the last slots are kept for root.
 public final class ControlServer: Service, @unchecked Sendable {
-    public typealias Handler = @Sendable (ControlRequest, RequestOrigin) async -> ControlResponse
+    /// Called on the connection's thread; may block until the answer is ready.
+    public typealias Handler = @Sendable (ControlRequest, RequestOrigin) -> ControlResponse
 
     /// The server's limits: the defaults in production, smaller in tests.
     public struct Limits: Sendable {
@@ -82,6 +84,28 @@ public final class ControlServer: Service, @unchecked Sendable {
         // poll() says when to accept; non-blocking so a client that gave up in
         // between cannot block the loop.
         _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// For a handler that must await (tests that stand in for the loop):
+    /// each request is bridged from its connection's thread to a task.
+    public convenience init(path: String, logger: Logger, access: ControlAccess = ControlAccess(), limits: Limits = Limits(),
+                            handler: @escaping @Sendable (ControlRequest, RequestOrigin) async -> ControlResponse) throws(NodeGuardError) {
+        try self.init(path: path, logger: logger, access: access, limits: limits) { request, origin in
+            // Guarded by `box.lock`.
+            final class Box: @unchecked Sendable { let lock = ConditionLock(); var response: ControlResponse? }
+            let box = Box()
+            Task {
+                let response = await handler(request, origin)
+                box.lock.withLock {
+                    box.response = response
+                    box.lock.signal()
+                }
+            }
+            return box.lock.withLock {
+                while box.response == nil { box.lock.wait() }
+                return box.response!
+            }
+        }
     }
 
     static func bind(_ path: String, group: UInt32?) throws(NodeGuardError) -> Int32 {
@@ -234,7 +258,7 @@ public final class ControlServer: Service, @unchecked Sendable {
                 do {
                     let request = try ControlRequest.decode(line)
                     command = request.command
-                    response = Self.wait(for: request, from: origin, handler: handler)
+                    response = handler(request, origin)
                 } catch {
                     response = .failure(error)
                 }
@@ -247,24 +271,6 @@ public final class ControlServer: Service, @unchecked Sendable {
             }
             guard UnixSocket.writeAll(fd, text, until: .now + limits.timeout) else { return }
             deadline = .now + limits.timeout
-        }
-    }
-
-    /// Bridges this blocking connection thread to the async handler.
-    private static func wait(for request: ControlRequest, from origin: RequestOrigin, handler: @escaping Handler) -> ControlResponse {
-        // Guarded by `box.lock`.
-        final class Box: @unchecked Sendable { let lock = ConditionLock(); var response: ControlResponse? }
-        let box = Box()
-        Task {
-            let response = await handler(request, origin)
-            box.lock.withLock {
-                box.response = response
-                box.lock.signal()
-            }
-        }
-        return box.lock.withLock {
-            while box.response == nil { box.lock.wait() }
-            return box.response!
         }
     }
 }

@@ -46,7 +46,11 @@ public struct DataplaneReport: Sendable {
     /// Sources that could not be read, with why.
     public var problems: [String] = []
     /// Things that make NodeGuard's blocks ineffective or partial.
-    public var warnings: [String] = []
+    public var defeats: [String] = []
+    /// What NodeGuard cannot read or tell on this node, its blocks unaffected.
+    public var limits: [String] = []
+    /// Both, as `status` and the log show them.
+    public var warnings: [String] { defeats + limits }
 
     public var summary: String {
         var parts = [kubeProxy.isEmpty ? "kube-proxy: absent" : "kube-proxy: " + kubeProxy.joined(separator: ", ")]
@@ -108,13 +112,13 @@ public enum DataplaneReader {
         if cilium {
             if modes.isEmpty {
                 report.ebpf = "cilium-kube-proxy-replacement"
-                report.warnings.append(ciliumReplacementWarning)
+                report.defeats.append(ciliumReplacementWarning)
             } else {
                 report.ebpf = "cilium"
             }
         }
         if modes.contains("ipvs") {
-            report.warnings.append("kube-proxy runs in IPVS mode: NodeGuard's drops work (mangle runs before IPVS), but service names are not read from IPVS")
+            report.limits.append("kube-proxy runs in IPVS mode: NodeGuard's drops work (mangle runs before IPVS), but service names are not read from IPVS")
         }
         return report
     }

@@ -24,7 +24,7 @@ public enum UntrackingRules {
             }) ?? []
             let matching = untracking.filter { candidate in keys.contains { candidate.rule.mayMatch($0) } }
             guard !matching.isEmpty else { continue }
-            let saved = SavedRules.read("raw", family)
+            let saved = backend.savedRules("raw", family)
             for (chain, index, rule) in matching {
                 let text = SavedRules.text(saved, chain: chain, index: index, fallback: "-A \(chain) \(rule)")
                 for key in keys where rule.mayMatch(key) {

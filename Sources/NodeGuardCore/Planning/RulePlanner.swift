@@ -18,6 +18,11 @@ public enum RulePlanner {
     /// The kernel keeps 255 bytes of a comment (plus NUL).
     public static let maximumCommentBytes = 255
 
+    /// The chain a protocol's packets jump to from the entry chain: "NODEGUARD-TCP".
+    public static func transportChain(_ transport: TransportProtocol) -> String {
+        "\(entryChain)-\(transport.rawValue.uppercased())"
+    }
+
     public static func isNodeGuardChain(_ name: String) -> Bool {
         name == entryChain || name.hasPrefix(entryChain + "-")
     }
@@ -67,7 +72,7 @@ public enum RulePlanner {
         for transport in TransportProtocol.allCases {
             let ports = mine.filter { $0.transport == transport }.sorted { $0.port < $1.port }
             guard !ports.isEmpty else { continue }
-            let name = "\(entryChain)-\(transport.rawValue.uppercased())"
+            let name = transportChain(transport)
             entryRules.append(RuleSpec(transport: transport, comment: "NodeGuard: \(transport.rawValue) ports", target: name))
             chains += rangeChains(name: name, transport: transport, family: family,
                                   start: 0, span: 65536, entries: ports)
@@ -99,7 +104,7 @@ public enum RulePlanner {
                 let hexDigits = 4 - String(childSpan - 1, radix: 16).count
                 let prefix = String(childStart >> (16 - 4 * hexDigits), radix: 16, uppercase: true)
                 let padded = String(repeating: "0", count: hexDigits - prefix.count) + prefix
-                let childName = "\(entryChain)-\(transport.rawValue.uppercased())-\(padded)"
+                let childName = "\(transportChain(transport))-\(padded)"
                 let range = UInt16(childStart)...UInt16(childStart + childSpan - 1)
                 rules.append(RuleSpec(transport: transport, destinationPorts: range,
                                       comment: "NodeGuard: \(transport.rawValue) ports \(range.lowerBound)-\(range.upperBound)",

@@ -19,13 +19,14 @@ struct CulpritNames {
         }
     }
 
-    /// `displacement`'s culprit as iptables-legacy-save writes it, read from
-    /// the table `changes` just left (where the rule's position is known).
-    mutating func name(_ displacement: FightTracker.Displacement, in changes: [TableChange]) -> String {
+    /// `displacement`'s culprit as the backend's save tool writes it, read
+    /// from the table `changes` just left (where the rule's position is known).
+    mutating func name(_ displacement: FightTracker.Displacement, in changes: [TableChange],
+                       backend: any NetfilterBackend) -> String {
         if let known = names[displacement.identity] { return known }
         guard let change = changes.first(where: { $0.site == displacement.site }),
               let rule = change.displacedBy.first(where: { $0.identity == displacement.identity }) else { return displacement.culprit }
-        let saved = SavedRules.read(change.table, change.family)
+        let saved = backend.savedRules(change.table, change.family)
         let text = SavedRules.text(saved, chain: change.chain, index: rule.index, fallback: rule.description)
         // The save is read after the commit: a rule that moved since (its
         // target differs) is named as decoded instead.

@@ -74,6 +74,16 @@ public struct FightTracker: Sendable {
         Set(fights.filter { now < $0.value.retakeAt }.keys)
     }
 
+    /// Whether a full read is due for a fight's sake alone: to retake a site
+    /// whose backoff has passed, or to end a fight held for a whole backoff.
+    /// Nothing in the tables need change for either.
+    public func needsRead(at now: ContinuousClock.Instant) -> Bool {
+        fights.values.contains { fight in
+            if let retook = fight.retookAt { return now - retook >= fight.backoff }
+            return now >= fight.retakeAt
+        }
+    }
+
     /// Whether the ports must be held closed from raw: mangle is disputed.
     public var holding: Bool { fights.keys.contains { $0.table == "mangle" } }
 

@@ -30,11 +30,6 @@ public struct DaemonConfiguration: Sendable {
     }
 }
 
-/// Where an effective entry comes from.
-public enum EntrySource: String, Sendable {
-    case config, runtime
-}
-
 /// The state NodeGuard owns and every operation on it: the deny-list file's
 /// entries, the runtime entries, and the kernel rules that must match them.
 /// Not thread-safe by design: only the reconcile loop calls it, one request
@@ -49,61 +44,56 @@ public final class NodeGuardEngine {
 
     private(set) var configEntries: [BlockEntry] = []
     private(set) var runtimeEntries: [BlockEntry] = []
-    private(set) var lastVerify: Date?
-    private(set) var lastVerifyDuration: Duration?
     private(set) var lastApply: Date?
-    private(set) var repairCount = 0
-    /// Full libiptc reads by the verify loop (each may repair).
-    private(set) var fullReadCount = 0
-    private var watch = ChangeWatch()
-    private var lastFullRead: ContinuousClock.Instant?
-    private var fights = FightTracker()
-    private var culprits = CulpritNames()
+    let drift: DriftGuard
+    let trail: AuditTrail
     private let dataplaneCache = DataplaneCache()
     private var loggedDataplane: String?
-    private(set) var lastError: String?
     private var textfileWritten: ContinuousClock.Instant?
     /// The textfile is rewritten at most this often (and after every change).
     static let textfileInterval: Duration = .seconds(15)
     /// node_exporter runs as a user of its own and must read the textfile; it holds only counters.
     static let textfileMode: mode_t = 0o644
 
-    public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger) {
+    // What the drift guard knows, for the reports.
+    var lastVerify: Date? { drift.lastVerify }
+    var lastVerifyDuration: Duration? { drift.lastVerifyDuration }
+    var repairCount: Int { drift.repairCount }
+    var fullReadCount: Int { drift.fullReadCount }
+    var lastError: String? { drift.lastError }
+    var fights: FightTracker { drift.fights }
+    var watch: ChangeWatch { drift.watch }
+    var lockWaitSince: ContinuousClock.Instant? { drift.lockWaitSince }
+    var repairPending: Bool { drift.repairPending }
+    var lockReleases: Int { drift.lockReleases }
+    var now: () -> ContinuousClock.Instant { drift.now }
+    static var fightAdvice: String { DriftGuard.fightAdvice }
+    func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] { DriftGuard.fightDetails(fight) }
+
+    public init(configuration: DaemonConfiguration, backend: any NetfilterBackend, logger: Logger,
+                families: [AddressFamily] = Reconciler.availableFamilies(),
+                now: @escaping () -> ContinuousClock.Instant = { .now }) {
         self.configuration = configuration
-        self.reconciler = Reconciler(backend: backend)
+        self.reconciler = Reconciler(backend: backend, families: families)
         self.store = RuntimeStateStore(directory: configuration.stateDirectory)
         self.audit = AuditLog(directory: configuration.stateDirectory)
         self.logger = logger
+        self.trail = AuditTrail(log: audit, logger: logger)
+        self.drift = DriftGuard(reconciler: reconciler, audit: trail, verifyInterval: configuration.verifyInterval, now: now)
     }
 
     /// Loads the file and the runtime state and applies them. Any error stops
     /// start-up and leaves the kernel's rules exactly as they were.
     /// While another program holds the xtables lock, start-up waits (the
     /// kernel keeps its rules meanwhile) and says why through `waiting`,
-    /// about every `lockRetryInterval`.
+    /// about every `DriftGuard.lockRetryInterval`.
     public func start(waiting: (String) -> Void = { _ in }) throws(NodeGuardError) {
         configEntries = try Self.loadConfig(configuration.configPath)
         runtimeEntries = try store.load()
         try checkLimits()
-        var changes: [TableChange] = []
-        while true {
-            do throws(NodeGuardError) {
-                changes = try locked { () throws(NodeGuardError) in try applyEffective() }
-                break
-            } catch where error.code == .lockTimeout {
-                if lockWaitSince == nil {
-                    lockWaitSince = .now
-                    logger.warning("start-up waits for the xtables lock, keeping the kernel's rules as they are: \(error.message)")
-                }
-                waiting("waiting for the xtables lock: \(error.message)")
-                usleep(UInt32(Self.milliseconds(Self.lockRetryInterval) * 1000))
-            }
-        }
-        lockWaitSince = nil
+        let changes = try drift.start(effectiveEntries.map(\.entry), waiting: waiting)
         lastApply = Date()
-        lastVerify = lastApply
         for change in changes { logger.info("applied: \(change)") }
-        rememberTables()
         // The full dataplane read waits for the first request that needs it
         // (a 5,000-service nat table costs a few hundred ms and MB to read);
         // an eBPF dataplane that defeats NodeGuard is said at once.
@@ -118,11 +108,7 @@ public final class NodeGuardEngine {
     }
 
     public static func loadConfig(_ path: String) throws(NodeGuardError) -> [BlockEntry] {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw NodeGuardError(.ioFailure,
-                "deny-list \(path) does not exist; create it (an empty list is {\"version\": 1, \"blocked\": []}) or pass --config")
-        }
-        return try DenyListCodec.decode(readFile(path), source: path).entries
+        try DenyListCodec.load(path).entries
     }
 
     /// The file's entries first; a runtime entry for a port the file also
@@ -135,173 +121,31 @@ public final class NodeGuardEngine {
 
     // MARK: the verify loop
 
-    /// The tables NodeGuard keeps rules in, which the watch polls.
-    var watchedTables: [ChangeWatch.Table] {
-        let tables = fights.holding ? ["mangle", "raw"] : ["mangle"]
-        return reconciler.families.flatMap { family in tables.map { ChangeWatch.Table(name: $0, family: family) } }
-    }
-
-    /// Logs and records a fight's progress, with advice an operator can act on.
-    private func report(_ event: FightTracker.Event) {
-        switch event {
-        case .started(let fight):
-            let site = fight.displacement.site
-            let hold = site.table == "mangle" ? " and holds the blocked ports closed from the raw table" : ""
-            logger.warning("""
-                fight: '\(fight.displacement.culprit)' was put above NodeGuard's jump in \(site) \
-                \(fight.displacements) times; NodeGuard stops moving its jump back there \
-                (next try in \(fight.backoff))\(hold). \(Self.fightAdvice)
-                """, metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            record("fight-start", from: .daemon, details: fightDetails(fight))
-        case .continued(let fight):
-            logger.warning("fight: '\(fight.displacement.culprit)' pushed NodeGuard's jump down again in \(fight.displacement.site); next try in \(fight.backoff)",
-                           metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            record("fight-continued", from: .daemon, details: fightDetails(fight))
-        case .ended(let fight):
-            let lift = fight.displacement.site.table == "mangle" && !fights.holding ? "; lifting the raw-table hold" : ""
-            logger.info("fight over in \(fight.displacement.site): NodeGuard's jump stayed first for \(fight.backoff)\(lift)",
-                        metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            record("fight-end", from: .daemon, details: fightDetails(fight))
-        }
-    }
-
-    static let fightAdvice = """
-        Make the other agent append its rule rather than insert it first (Calico: FELIX_CHAININSERTMODE=Append), \
-        or have it leave NodeGuard's ports to NodeGuard.
-        """
-
-    private func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] {
-        return [
-            "culprit": .string(fight.displacement.culprit), "family": .string(fight.displacement.site.family.rawValue),
-            "table": .string(fight.displacement.site.table),
-            "chain": .string(fight.displacement.site.chain), "displacements": .integer(fight.displacements),
-            "since": .string(iso8601(fight.since)), "backoffSeconds": .integer(Int(fight.backoff.components.seconds)),
-        ]
-    }
-
-    /// One turn of the watch: a size check, or with `deep` a digest check,
-    /// and a full read and repair only if either saw a change (or one is due).
+    /// One turn of the watch (`DriftGuard.watchTick`); the metrics textfile
+    /// follows what a full read found.
     public func watchTick(deep: Bool) {
-        // A repair that waited for the lock goes first, at every tick.
-        if repairPending { return verify() }
-        // After a failed read, retry once per verify interval, not every tick.
-        if lastError != nil && !deep { return }
-        let reason: ChangeWatch.Reason?
-        if lastError != nil {
-            reason = .unknown
-        } else if let last = lastFullRead, ContinuousClock.now - last < ChangeWatch.fullReadInterval {
-            reason = deep ? watch.deepCheck(watchedTables, backend: reconciler.backend)
-                          : watch.quickCheck(watchedTables, backend: reconciler.backend)
-        } else {
-            reason = .due
-        }
-        if let reason {
-            logger.debug("full read: \(reason)")
-            // A read that is merely due nearly always finds nothing to repair.
-            verify(checkFirst: reason == .due)
-        } else if deep {
-            lastVerify = Date()
-        }
+        guard let changes = drift.watchTick(deep: deep, entries: effectiveEntries.map(\.entry)) else { return }
+        updateTextfile(force: !changes.isEmpty)
     }
 
-    /// When the next deep check is due, after one ran: the digest covers
-    /// NodeGuard's rules only, so it never needs stretching beside large tables.
-    public var deepCheckInterval: Duration { configuration.verifyInterval }
-
-    /// Takes what the last apply verified, under the lock, as the state to watch.
-    private func rememberTables() {
-        watch.remember(watchedTables, verified: reconciler.verifiedFingerprints)
-        lastFullRead = ContinuousClock.now
+    /// Re-reads NodeGuard's chains and repairs any drift at once.
+    public func verify(checkFirst: Bool = false) {
+        guard let changes = drift.verify(effectiveEntries.map(\.entry), checkFirst: checkFirst) else { return }
+        updateTextfile(force: !changes.isEmpty)
     }
 
-    /// How often a start-up that waits for the xtables lock tries again
-    /// (the loop, once running, tries at each release of the lock instead).
-    static let lockRetryInterval: Duration = .milliseconds(100)
-
-    /// Since when NodeGuard has been waiting for a lock another program
-    /// holds (a repair or a request could not take it), or nil.
-    private(set) var lockWaitSince: ContinuousClock.Instant?
-    /// A repair found needed could not take the lock: the next tick retries.
-    private(set) var repairPending = false
-    /// How many releases of the xtables lock the loop has seen (see DataplaneCache).
-    private(set) var lockReleases = 0
+    public var deepCheckInterval: Duration { drift.deepCheckInterval }
 
     /// The loop saw the xtables lock released: someone may have changed a table.
-    public func noteLockReleased() { lockReleases += 1 }
+    public func noteLockReleased() { drift.noteLockReleased() }
 
-    /// Runs `body` holding the xtables lock if it is free now; the reconcile
-    /// loop never waits for it (it would stop answering and pinging the
-    /// watchdog), it retries when the lock is released.
     private func locked<T>(_ body: () throws(NodeGuardError) -> T) throws(NodeGuardError) -> T {
-        try reconciler.backend.holdingLock(wait: .zero, body)
+        try drift.locked(body)
     }
 
-    /// Applies the effective entries in the current fight mode: jump on top
-    /// (or left where it is while backing off), raw hold on or off.
     @discardableResult
-    private func applyEffective(at now: ContinuousClock.Instant = .now,
-                                checkFirst: Bool = false) throws(NodeGuardError) -> [TableChange] {
-        try reconciler.apply(effectiveEntries.map(\.entry), yielding: fights.yielding(at: now),
-                             holdInRaw: fights.holding, checkFirst: checkFirst)
-    }
-
-    /// Re-reads NodeGuard's chains and repairs any drift at once. With
-    /// `checkFirst`, reads without the lock first (Reconciler.apply).
-    public func verify(checkFirst: Bool = false) {
-        let clock = ContinuousClock()
-        let start = clock.now
-        for event in fights.tick(at: start) { report(event) }
-        let yielded = fights.yielding(at: start)
-        do {
-            var changes = try locked { () throws(NodeGuardError) in
-                // Counted once the lock is ours: a repair waiting for it reads nothing.
-                fullReadCount += 1
-                return try applyEffective(at: start, checkFirst: checkFirst)
-            }
-            let wasHolding = fights.holding
-            for event in fights.observe(culprits.displacements(in: changes), at: start, yielded: yielded) {
-                guard case .started(var fight) = event else { report(event); continue }
-                // A fight needs the culprit named so an operator can find it.
-                fight.displacement.culprit = culprits.name(fight.displacement, in: changes)
-                fights.rename(fight.displacement.site, culprit: fight.displacement.culprit)
-                report(.started(fight))
-            }
-            // A fight over mangle began: hold the ports closed from raw now,
-            // before the other agent moves again.
-            if fights.holding && !wasHolding {
-                changes += try locked { () throws(NodeGuardError) in try applyEffective() }
-            }
-            rememberTables()
-            if lockWaitSince != nil { logger.info("the xtables lock is free again; repaired what waited for it") }
-            lockWaitSince = nil
-            repairPending = false
-            lastVerifyDuration = clock.now - start
-            lastVerify = Date()
-            if lastError != nil { logger.info("the tables are healthy again") }
-            lastError = nil
-            updateTextfile(force: !changes.isEmpty)
-            // The scheduled read found nothing to repair: hand the heap's free
-            // pages back (malloc_trim, about a millisecond, never on a repair's path).
-            if checkFirst && changes.isEmpty { releaseFreeHeap() }
-            guard !changes.isEmpty else { return }
-            repairCount += 1
-            record("repair", from: .daemon, details: ["changes": .array(changes.map { .string($0.description) })])
-            for change in changes {
-                logger.warning("repaired drift: \(change)", metadata: [
-                    "action": "repair", "family": "\(change.family.rawValue)", "chain": "\(change.chain)",
-                ])
-            }
-        } catch where error.code == .lockTimeout {
-            // Someone else is changing the tables: repair when they are done.
-            if lockWaitSince == nil {
-                lockWaitSince = start
-                logger.warning("a repair waits for the xtables lock: \(error.message)")
-            }
-            repairPending = true
-        } catch {
-            if lastError != error.message { logger.error("verify failed: \(error.message)") }
-            lastError = error.message
-        }
+    private func applyEffective() throws(NodeGuardError) -> [TableChange] {
+        try drift.apply(effectiveEntries.map(\.entry))
     }
 
     // MARK: requests
@@ -313,31 +157,39 @@ public final class NodeGuardEngine {
     /// says how long it waited: then a held lock fails the request for real.
     public func handle(_ request: ControlRequest, from origin: RequestOrigin, waited: Duration? = nil) -> ControlResponse {
         let response: ControlResponse
+        // What a change did to the tables, for the audit record.
+        var changes: [String]?
         do {
             switch request {
-            case .block(let entry): response = .success(try locked { () throws(NodeGuardError) in try block(entry) })
-            case .unblock(let key): response = .success(try locked { () throws(NodeGuardError) in try unblock(key) })
-            case .reload: response = .success(try locked { () throws(NodeGuardError) in try reload() })
-            case .list: response = .success(.object(["entries": .array(entryReports(counters: [:], nodePorts: dataplane()))]))
-            case .explain(let key): response = .success(explain(key))
-            case .nodeports: response = .success(nodePortReport())
-            case .status: response = .success(status())
-            case .metrics: response = .success(.object(["text": .string(metrics().render())]))
+            case .block(let entry):
+                let result = try locked { () throws(NodeGuardError) in try block(entry) }
+                (response, changes) = (ControlResponse(result), result.changes)
+            case .unblock(let key):
+                let result = try locked { () throws(NodeGuardError) in try unblock(key) }
+                (response, changes) = (ControlResponse(result), result.changes)
+            case .reload:
+                let result = try locked { () throws(NodeGuardError) in try reload() }
+                (response, changes) = (ControlResponse(result), result.changes)
+            case .list: response = ControlResponse(EntryList(entries: entryReports(counters: [:], nodePorts: dataplane())))
+            case .explain(let key): response = ControlResponse(explain(key))
+            case .nodeports: response = ControlResponse(nodePortReport())
+            case .status: response = ControlResponse(status())
+            case .metrics: response = ControlResponse(MetricsResult(text: metrics().render()))
             }
         } catch where error.code == .lockTimeout && waited == nil {
-            if lockWaitSince == nil { lockWaitSince = .now }
+            drift.requestWaitsForLock()
             return .failure(error)
         } catch {
             var failure = error
             if let waited, error.code == .lockTimeout {
                 failure.message = "waited \(waited) for the xtables lock: \(error.message)"
                 // Given up: nothing waits for the lock any more, unless a repair does.
-                if !repairPending { lockWaitSince = nil }
+                drift.requestDoneWaiting()
             }
             if request.isMutating { logger.error("\(request.command) failed: \(failure.message)", metadata: Self.metadata(origin)) }
             response = .failure(failure)
         }
-        if request.isMutating, case .success = response, !repairPending { lockWaitSince = nil }
+        if request.isMutating, case .success = response { drift.requestDoneWaiting() }
         if request.isMutating {
             var details: [String: JSONValue] = [:]
             switch request {
@@ -346,48 +198,37 @@ public final class NodeGuardEngine {
             case .reload: details["config"] = .string(configuration.configPath)
             case .list, .status, .metrics, .nodeports, .explain: break
             }
-            if case .success(let result) = response, let changes = result["changes"] { details["changes"] = changes }
+            if let changes { details["changes"] = .array(changes.map { .string($0) }) }
             var error: String?
             if case .failure(let failure) = response { error = failure.message }
             record(request.command, from: origin, details: details, error: error)
             updateTextfile(force: true)
             // The tables changed on purpose: fingerprint them as they are now.
             // After a failure, let the next tick re-read them instead.
-            if case .success = response { rememberTables() } else { watch.forget() }
+            if case .success = response { drift.remember() } else { drift.forget() }
         }
         return response
     }
 
-    /// Appends to the audit log. A failure to record is logged, not fatal:
-    /// the change itself (closing a port) matters more than its record.
+    /// Appends to the audit log (`AuditTrail`).
     func record(_ action: String, from origin: RequestOrigin, details: [String: JSONValue], error: String? = nil) {
-        do {
-            try audit.record(action, origin: origin, details: details, error: error)
-        } catch {
-            logger.error("audit: \(error.message)")
-        }
-        if case .socket = origin {
-            logger.info("\(action) requested by \(origin)\(error.map { ": failed: \($0)" } ?? "")", metadata: Self.metadata(origin))
-        }
+        trail.record(action, from: origin, details: details, error: error)
     }
 
-    static func metadata(_ origin: RequestOrigin) -> Logger.Metadata {
-        guard case .socket(let pid, let uid, let gid) = origin else { return [:] }
-        return ["peer_pid": "\(pid)", "peer_uid": "\(uid)", "peer_gid": "\(gid)"]
-    }
+    static func metadata(_ origin: RequestOrigin) -> Logger.Metadata { AuditTrail.metadata(origin) }
 
-    func block(_ entry: BlockEntry) throws(NodeGuardError) -> JSONValue {
+    func block(_ entry: BlockEntry) throws(NodeGuardError) -> BlockResult {
         if let existing = configEntries.first(where: { $0.key == entry.key }) {
             guard Self.sameRules(existing, entry) else {
                 throw NodeGuardError(.conflict,
                     "\(entry.key) is already blocked by \(configuration.configPath) with other settings; change it there and run `nodeguardctl reload`")
             }
-            return .object(["port": .string(entry.key.description), "source": .string("config"), "changed": .bool(false)])
+            return BlockResult(port: entry.key, source: .config, changed: false)
         }
         var updated = runtimeEntries
         if let index = updated.firstIndex(where: { $0.key == entry.key }) {
             if updated[index] == entry {
-                return .object(["port": .string(entry.key.description), "source": .string("runtime"), "changed": .bool(false)])
+                return BlockResult(port: entry.key, source: .runtime, changed: false)
             }
             updated[index] = entry
         } else {
@@ -399,11 +240,10 @@ public final class NodeGuardEngine {
             "port": "\(entry.port)", "protocol": "\(entry.transport.rawValue)",
             "family": "\(entry.family.rawValue)", "reason": "\(entry.reason ?? "")", "action": "block",
         ])
-        return .object(["port": .string(entry.key.description), "source": .string("runtime"), "changed": .bool(true),
-                        "changes": .array(changes.map { .string($0.description) })])
+        return BlockResult(port: entry.key, source: .runtime, changed: true, changes: changes.map(\.description))
     }
 
-    func unblock(_ key: PortKey) throws(NodeGuardError) -> JSONValue {
+    func unblock(_ key: PortKey) throws(NodeGuardError) -> UnblockResult {
         if configEntries.contains(where: { $0.key == key }) {
             throw NodeGuardError(.configEntry,
                 "\(key) is blocked by the deny-list file \(configuration.configPath); remove it there and run `nodeguardctl reload`")
@@ -413,8 +253,7 @@ public final class NodeGuardEngine {
         }
         let changes = try commitRuntime(runtimeEntries.filter { $0.key != key })
         logger.info("unblocked \(key)", metadata: ["port": "\(key.port)", "protocol": "\(key.transport.rawValue)", "action": "unblock"])
-        return .object(["port": .string(key.description), "changed": .bool(true),
-                        "changes": .array(changes.map { .string($0.description) })])
+        return UnblockResult(port: key, changes: changes.map(\.description))
     }
 
     /// State file first, then the kernel: a crash in between leaves the port
@@ -441,7 +280,7 @@ public final class NodeGuardEngine {
     }
 
     /// Re-reads the deny-list file. A bad file keeps the last good list.
-    public func reload() throws(NodeGuardError) -> JSONValue {
+    public func reload() throws(NodeGuardError) -> ReloadResult {
         let entries: [BlockEntry]
         do {
             entries = try Self.loadConfig(configuration.configPath)
@@ -457,7 +296,7 @@ public final class NodeGuardEngine {
             lastApply = Date()
             for change in changes { logger.info("applied: \(change)") }
             logger.info("reloaded \(configuration.configPath): \(entries.count) entries")
-            return .object(["entries": .integer(entries.count), "changes": .array(changes.map { .string($0.description) })])
+            return ReloadResult(entries: entries.count, changes: changes.map(\.description))
         } catch {
             configEntries = previous
             throw error
@@ -570,58 +409,43 @@ public final class NodeGuardEngine {
     }
 
     /// Every NodePort on the node, its service, and whether NodeGuard blocks it.
-    func nodePortReport() -> JSONValue {
+    func nodePortReport() -> NodePortsReport {
         let found = dataplane()
         let blocked = Dictionary(effectiveEntries.map { ($0.entry.key, $0.entry) }) { first, _ in first }
-        let ports: [JSONValue] = found.nodePorts.map { nodePort in
-            let entry = blocked[nodePort.key]
-            return .object([
-                "port": .integer(nodePort.key.port), "protocol": .string(nodePort.key.transport.rawValue),
-                "family": .string(nodePort.family.rawValue), "service": .string(nodePort.service),
-                "source": .string(nodePort.source), "endpoints": .array(nodePort.endpoints.map { .string($0) }),
-                "blocked": .bool(entry?.family.includes(nodePort.family) ?? false),
-            ])
+        let ports = found.nodePorts.map { nodePort in
+            NodePortReport(key: nodePort.key, family: nodePort.family, service: nodePort.service, source: nodePort.source,
+                           endpoints: nodePort.endpoints, blocked: blocked[nodePort.key]?.family.includes(nodePort.family) ?? false)
         }
-        return .object(["nodeports": .array(ports), "problems": .array(found.problems.map { .string($0) }),
-                        "dataplane": dataplaneJSON(found)])
+        return NodePortsReport(nodeports: ports, problems: found.problems, dataplane: dataplaneSummary(found))
     }
 
-    func dataplaneJSON(_ report: DataplaneReport) -> JSONValue {
-        var fields: [String: JSONValue] = [
-            "kubeProxy": .array(report.kubeProxy.map { .string($0) }),
-            "others": .array(report.others.map { .string($0) }),
-            "warnings": .array(report.warnings.map { .string($0) }),
-            "summary": .string(report.summary),
-            "reads": .integer(dataplaneCache.reads),
-        ]
-        if let ebpf = report.ebpf { fields["ebpf"] = .string(ebpf) }
-        return .object(fields)
+    func dataplaneSummary(_ report: DataplaneReport) -> DataplaneSummary {
+        DataplaneSummary(kubeProxy: report.kubeProxy, others: report.others, ebpf: report.ebpf, warnings: report.warnings,
+                         summary: report.summary, reads: dataplaneCache.reads)
     }
 
     /// The path a packet to `key` takes on this node: who rewrites it and to
     /// where, whether and where NodeGuard drops it, and what defeats that.
-    func explain(_ key: PortKey) -> JSONValue {
+    func explain(_ key: PortKey) -> ExplainReport {
         let report = dataplane()
         let health = tableHealth()
         let entry = effectiveEntries.first { $0.entry.key == key }
-        var rewrites: [JSONValue] = report.nodePorts.filter { $0.key == key }.map { nodePort in
-            .object(["by": .string("kube-proxy service \(nodePort.service)"), "kind": .string("kube-proxy"),
-                     "family": .string(nodePort.family.rawValue), "source": .string(nodePort.source),
-                     "to": .array(nodePort.endpoints.map { .string($0) })])
+        var rewrites = report.nodePorts.filter { $0.key == key }.map { nodePort in
+            ExplainReport.Rewrite(by: "kube-proxy service \(nodePort.service)", kind: "kube-proxy",
+                                  family: nodePort.family, source: nodePort.source, to: nodePort.endpoints)
         }
         rewrites += report.rewrites.filter { $0.key == key }.map { rewrite in
-            .object(["by": .string("\(rewrite.kind.rawValue) (nat chain \(rewrite.chain))"), "kind": .string(rewrite.kind == .docker ? "docker" : rewrite.kind == .cniHostPort ? "cni-hostport" : "dnat"),
-                     "family": .string(rewrite.family.rawValue), "source": .string(rewrite.source),
-                     "to": .array([.string(rewrite.to)])])
+            ExplainReport.Rewrite(by: "\(rewrite.kind.rawValue) (nat chain \(rewrite.chain))",
+                                  kind: rewrite.kind == .docker ? "docker" : rewrite.kind == .cniHostPort ? "cni-hostport" : "dnat",
+                                  family: rewrite.family, source: rewrite.source, to: [rewrite.to])
         }
-        var defeats = report.warnings.filter { !$0.hasPrefix("kube-proxy runs in IPVS mode") }
-        var fields: [String: JSONValue] = ["port": .integer(key.port), "protocol": .string(key.transport.rawValue),
-                                           "rewrites": .array(rewrites), "dataplane": dataplaneJSON(report)]
+        var defeats = report.defeats
+        var nodeguard = ExplainReport.Drop.notBlocked
         if let (blockEntry, source) = entry {
-            var drops: [String: JSONValue] = [:]
+            var drops: [String: DropCount] = [:]
             for inspection in health.inspections where blockEntry.family.includes(inspection.family) {
                 let counter = inspection.dropCounters[key] ?? DropCounters()
-                drops[inspection.family.rawValue] = .object(["packets": .integer(counter.packets), "bytes": .integer(counter.bytes)])
+                drops[inspection.family.rawValue] = DropCount(packets: counter.packets, bytes: counter.bytes)
                 for (hook, effective) in inspection.hookEffective.sorted(by: { $0.key < $1.key }) where !effective {
                     defeats.append("NodeGuard's jump in \(inspection.family.rawValue) mangle \(hook) is missing or below a rule that may accept the packet first")
                 }
@@ -640,20 +464,14 @@ public final class NodeGuardEngine {
             if !blockEntry.allowFrom.isEmpty {
                 defeats.append("allowFrom lets \(blockEntry.allowFrom.map(\.description).joined(separator: ", ")) through (by design)")
             }
-            fields["nodeguard"] = .object([
-                "blocked": .bool(true), "source": .string(source.rawValue),
-                "families": .array(families.map { .string($0.rawValue) }),
-                "where": .string("mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> NODEGUARD -> NODEGUARD-\(key.transport.rawValue.uppercased())"),
-                "dropped": .object(drops),
-            ])
-        } else {
-            fields["nodeguard"] = .object(["blocked": .bool(false)])
+            nodeguard = ExplainReport.Drop(
+                blocked: true, source: source, families: families,
+                where: "mangle PREROUTING (remote clients) and mangle OUTPUT (this node), before the nat table's DNAT: PREROUTING/OUTPUT -> \(RulePlanner.entryChain) -> \(RulePlanner.transportChain(key.transport))",
+                dropped: drops)
         }
-        fields["defeats"] = .array(defeats.map { .string($0) })
         // Not a defeat: NodeGuard drops untracked packets too. Named so the
         // operator knows why kube-proxy's DNAT does not apply to them.
-        fields["untracked"] = .array((UntrackingRules.find(for: [key], backend: reconciler.backend,
-                                                           families: reconciler.families)[key] ?? []).map { .string($0) })
+        let untracked = UntrackingRules.find(for: [key], backend: reconciler.backend, families: reconciler.families)[key] ?? []
         let blocked = entry != nil
         let closed = blocked && report.ebpf != "cilium-kube-proxy-replacement" && health.healthy
         // allowFrom 0.0.0.0/0 and ::/0: blocked in name only.
@@ -662,94 +480,66 @@ public final class NodeGuardEngine {
                 .allSatisfy(blockEntry.familiesLetThroughEntirely.contains)
         } ?? false
         let partlyAllowed = entry.map { !$0.entry.familiesLetThroughEntirely.isEmpty } ?? false
-        fields["verdict"] = .string(!blocked ? "open: NodeGuard does not block \(key)"
-                                    : allowedEverywhere ? "open: allowFrom lets every client through, so the entry for \(key) blocks nothing"
-                                    : partlyAllowed ? "at risk: see defeats"
-                                    : closed ? "closed: NodeGuard drops \(key) before any DNAT"
-                                    : "at risk: see defeats")
-        return .object(fields)
+        let verdict = !blocked ? "open: NodeGuard does not block \(key)"
+            : allowedEverywhere ? "open: allowFrom lets every client through, so the entry for \(key) blocks nothing"
+            : partlyAllowed ? "at risk: see defeats"
+            : closed ? "closed: NodeGuard drops \(key) before any DNAT"
+            : "at risk: see defeats"
+        return ExplainReport(key: key, rewrites: rewrites, dataplane: dataplaneSummary(report), nodeguard: nodeguard,
+                             defeats: defeats, untracked: untracked, verdict: verdict)
     }
 
-    func entryReports(counters: [PortKey: DropCounters], nodePorts: DataplaneReport) -> [JSONValue] {
+    func entryReports(counters: [PortKey: DropCounters], nodePorts: DataplaneReport) -> [EntryReport] {
         let services = Dictionary(grouping: nodePorts.nodePorts, by: \.key).mapValues { Array(Set($0.map(\.service))).sorted() }
         let untracked = UntrackingRules.find(for: effectiveEntries.map(\.entry.key), backend: reconciler.backend,
                                              families: reconciler.families)
         return effectiveEntries.map { entry, source in
-            guard case .object(var fields) = DenyListCodec.encodeEntry(entry) else { return .null }
-            fields["source"] = .string(source.rawValue)
-            if let rules = untracked[entry.key] { fields["untracked"] = .array(rules.map { .string($0) }) }
-            if let names = services[entry.key] {
-                fields["services"] = .array(names.map { .string($0) })
-            } else if nodePorts.problems.isEmpty {
-                fields["warning"] = .string("no NodePort on this node uses \(entry.key); a typo in the deny-list?")
-            }
-            if let counter = counters[entry.key] {
-                fields["dropped"] = .object(["packets": .integer(counter.packets), "bytes": .integer(counter.bytes)])
-            }
-            return .object(fields)
+            let names = services[entry.key]
+            return EntryReport(entry: entry, source: source, untracked: untracked[entry.key], services: names,
+                               warning: names == nil && nodePorts.problems.isEmpty
+                                   ? "no NodePort on this node uses \(entry.key); a typo in the deny-list?" : nil,
+                               dropped: counters[entry.key].map { DropCount(packets: $0.packets, bytes: $0.bytes) })
         }
     }
 
-    static func milliseconds(_ duration: Duration) -> Int {
-        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
-    }
+    static func milliseconds(_ duration: Duration) -> Int { duration.milliseconds }
 
-    func status() -> JSONValue {
+    func status() -> StatusReport {
         let health = tableHealth()
         let report = dataplane()
         var counters: [PortKey: DropCounters] = [:]
-        var hooks: [String: JSONValue] = [:]
+        var hooks: [String: [String: Bool]] = [:]
         for inspection in health.inspections {
             for (key, value) in inspection.dropCounters { counters[key, default: DropCounters()] = counters[key, default: DropCounters()] + value }
-            hooks[inspection.family.rawValue] = .object(inspection.hookFirst.mapValues { .bool($0) })
+            hooks[inspection.family.rawValue] = inspection.hookFirst
         }
-        var fields: [String: JSONValue] = [
-            "healthy": .bool(health.healthy),
-            "pid": .integer(ProcessInfo.processInfo.processIdentifier),
-            "startedAt": .string(iso8601(startedAt)),
-            "configPath": .string(configuration.configPath),
-            "stateDirectory": .string(configuration.stateDirectory),
-            "verifyIntervalMs": .integer(configuration.verifyInterval.components.seconds * 1000
-                                         + configuration.verifyInterval.components.attoseconds / 1_000_000_000_000_000),
-            "entries": .array(entryReports(counters: counters, nodePorts: report)),
-            "dataplane": dataplaneJSON(report),
-            "hooks": .object(hooks),
-            "hooksFirst": .bool(health.hooksFirst),
-            "hooksEffective": .bool(health.hooksEffective),
-            "repairs": .integer(repairCount),
-            "fullReads": .integer(fullReadCount),
-            "deepCheckIntervalMs": .integer(Self.milliseconds(deepCheckInterval)),
-            "watchIntervalMs": .integer(configuration.watchInterval.components.seconds * 1000
-                                        + configuration.watchInterval.components.attoseconds / 1_000_000_000_000_000),
-            "commits": .integer(reconciler.commitCount),
-            "families": .array(reconciler.families.map { .string($0.rawValue) }),
-        ]
-        if let lastVerify { fields["lastVerify"] = .string(iso8601(lastVerify)) }
-        if let lastApply { fields["lastApply"] = .string(iso8601(lastApply)) }
-        if let lastVerifyDuration {
-            fields["lastVerifyMicroseconds"] = .integer(lastVerifyDuration.components.seconds * 1_000_000
-                                                        + lastVerifyDuration.components.attoseconds / 1_000_000_000_000)
-        }
-        if let error = lastError ?? health.readError { fields["lastError"] = .string(error) }
-        if let since = lockWaitSince {
-            // What NodeGuard waits for, and who it waits on.
-            let holder = reconciler.backend.lockHolder
-            var wait: [String: JSONValue] = ["waitingMs": .integer(Self.milliseconds(ContinuousClock.now - since)),
-                                             "repairPending": .bool(repairPending)]
-            if let holder { wait["heldBy"] = .object(["pid": .integer(Int(holder.pid)), "command": .string(holder.command)]) }
-            fields["xtablesLock"] = .object(wait)
-        }
-        let fightReports: [JSONValue] = fights.ordered.map { fight in
-            var details = fightDetails(fight)
-            let wait = fight.retakeAt - ContinuousClock.now
-            details["retakeInSeconds"] = .integer(max(0, Int(wait.components.seconds)))
-            if fight.displacement.site.table == "mangle" { details["holding"] = .string("raw") }
-            details["advice"] = .string(Self.fightAdvice)
-            return .object(details)
+        // What NodeGuard waits for, and who it waits on.
+        let lockWait = lockWaitSince.map { since in
+            StatusReport.LockWait(waitingMs: Self.milliseconds(ContinuousClock.now - since), repairPending: repairPending,
+                                  heldBy: reconciler.backend.lockHolder.map { .init(pid: Int($0.pid), command: $0.command) })
         }
         // "fight" is the first (mangle first); "fights" all, one per disputed site.
-        if let first = fightReports.first { fields["fight"] = first }
-        if !fightReports.isEmpty { fields["fights"] = .array(fightReports) }
-        return .object(fields)
+        let fightReports = fights.ordered.map { fight in
+            StatusReport.FightReport(
+                culprit: fight.displacement.culprit, family: fight.displacement.site.family,
+                table: fight.displacement.site.table, chain: fight.displacement.site.chain,
+                displacements: fight.displacements, since: iso8601(fight.since),
+                backoffSeconds: Int(fight.backoff.components.seconds),
+                retakeInSeconds: max(0, Int((fight.retakeAt - ContinuousClock.now).components.seconds)),
+                holding: fight.displacement.site.table == "mangle" ? "raw" : nil, advice: Self.fightAdvice)
+        }
+        return StatusReport(
+            healthy: health.healthy, pid: Int(ProcessInfo.processInfo.processIdentifier), startedAt: iso8601(startedAt),
+            configPath: configuration.configPath, stateDirectory: configuration.stateDirectory,
+            families: reconciler.families, entries: entryReports(counters: counters, nodePorts: report),
+            dataplane: dataplaneSummary(report), hooks: hooks, hooksFirst: health.hooksFirst, hooksEffective: health.hooksEffective,
+            repairs: repairCount, commits: reconciler.commitCount, fullReads: fullReadCount,
+            verifyIntervalMs: Self.milliseconds(configuration.verifyInterval),
+            deepCheckIntervalMs: Self.milliseconds(deepCheckInterval),
+            watchIntervalMs: Self.milliseconds(configuration.watchInterval),
+            lastVerify: lastVerify.map(iso8601),
+            lastVerifyMicroseconds: lastVerifyDuration.map { Int($0.components.seconds * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000) },
+            lastApply: lastApply.map(iso8601), lastError: lastError ?? health.readError,
+            xtablesLock: lockWait, fights: fightReports)
     }
 }

@@ -48,21 +48,48 @@ public final class ReconcileLoop: Service, @unchecked Sendable {
         self.watchInterval = min(engine.configuration.watchInterval, verifyInterval)
     }
 
-    /// Queues a request for the loop and waits for its answer.
+    /// Queues a request for the loop and blocks the calling thread until the
+    /// loop has answered it: a control connection's thread hands its request
+    /// over and waits, with no task or other thread in between.
+    public func answer(_ request: ControlRequest, from origin: RequestOrigin) -> ControlResponse {
+        // Guarded by `reply.lock`.
+        final class Reply: @unchecked Sendable { let lock = ConditionLock(); var response: ControlResponse? }
+        let reply = Reply()
+        let queued = enqueue(job(request, from: origin) { response in
+            reply.lock.withLock {
+                reply.response = response
+                reply.lock.signal()
+            }
+        })
+        guard queued else { return .failure(Self.shuttingDown) }
+        return reply.lock.withLock {
+            while reply.response == nil { reply.lock.wait() }
+            return reply.response!
+        }
+    }
+
+    /// Queues a request for the loop and waits for its answer (SIGHUP's reload).
     public func submit(_ request: ControlRequest, from origin: RequestOrigin) async -> ControlResponse {
         await withCheckedContinuation { (continuation: CheckedContinuation<ControlResponse, Never>) in
-            let notifier = self.notifier
-            let job = Job(changesTables: request.isMutating, submitted: .now) { engine, waited in
-                if request == .reload { notifier.reloading() }
-                let response = engine.handle(request, from: origin, waited: waited)
-                if request == .reload { notifier.ready(status: engine.statusLine) }
-                if waited == nil, case .failure(let error) = response, error.code == .lockTimeout { return false }
-                continuation.resume(returning: response)
-                return true
+            if !enqueue(job(request, from: origin) { continuation.resume(returning: $0) }) {
+                continuation.resume(returning: .failure(Self.shuttingDown))
             }
-            if !enqueue(job) {
-                continuation.resume(returning: .failure(NodeGuardError(.shuttingDown, "nodeguardd is shutting down; retry when it is back")))
-            }
+        }
+    }
+
+    private static let shuttingDown = NodeGuardError(.shuttingDown, "nodeguardd is shutting down; retry when it is back")
+
+    /// The job for a request: `reply` gets the answer once, when the loop has one.
+    private func job(_ request: ControlRequest, from origin: RequestOrigin,
+                     reply: @escaping @Sendable (ControlResponse) -> Void) -> Job {
+        let notifier = self.notifier
+        return Job(changesTables: request.isMutating, submitted: .now) { engine, waited in
+            if request == .reload { notifier.reloading() }
+            let response = engine.handle(request, from: origin, waited: waited)
+            if request == .reload { notifier.ready(status: engine.statusLine) }
+            if waited == nil, case .failure(let error) = response, error.code == .lockTimeout { return false }
+            reply(response)
+            return true
         }
     }
 

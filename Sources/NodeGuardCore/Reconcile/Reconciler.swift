@@ -34,10 +34,11 @@ public final class Reconciler {
     /// At the hook sites in `yielding` NodeGuard's jump may stay below other
     /// rules (backing off from a fight); `holdInRaw` keeps a copy of the drops
     /// in the raw table, which runs before mangle, and false removes it.
-    /// With `checkFirst`, each table is compared with its plan on a lock-free
-    /// read-only snapshot first, and opened through libiptc (under the xtables
-    /// lock, with its copy of every rule) only if something must change: for
-    /// the periodic full read, which nearly always finds nothing to do.
+    /// With `checkFirst`, each table's repair is planned on a lock-free read
+    /// first, and the table opened through libiptc (under the xtables lock,
+    /// with its copy of every rule) only if that repair is not empty, and
+    /// only if the lock is free (`.lockTimeout` otherwise): for the periodic
+    /// full read, which nearly always finds nothing to do and never waits.
     @discardableResult
     public func apply(_ entries: [BlockEntry], yielding: Set<HookSite> = [], holdInRaw: Bool = false,
                       checkFirst: Bool = false) throws(NodeGuardError) -> [TableChange] {
@@ -49,7 +50,7 @@ public final class Reconciler {
         for family in families {
             guard let plan = planned?.plans[family] else { continue }
             let (found, committed) = try reconcile("mangle", family, checkFirst: checkFirst) { table throws(NodeGuardError) in
-                try TableReconciler.reconcile(table, to: plan, yielding: Self.chains(yielding, "mangle", family))
+                try TableReconciler.repair(table, to: plan, yielding: Self.chains(yielding, "mangle", family))
             }
             if committed { commitCount += 1 }
             changes += found
@@ -73,7 +74,7 @@ public final class Reconciler {
         for family in families {
             guard let plan = plannedHold?.plans[family] else { continue }
             let (found, committed) = try reconcile("raw", family, checkFirst: checkFirst) { table throws(NodeGuardError) in
-                try TableReconciler.reconcile(table, to: plan, yielding: Self.chains(yielding, "raw", family))
+                try TableReconciler.repair(table, to: plan, yielding: Self.chains(yielding, "raw", family))
             }
             if committed { commitCount += 1 }
             changes += found
@@ -85,11 +86,11 @@ public final class Reconciler {
         guard rawMayHoldRules else { return [] }
         var changes: [TableChange] = []
         for family in families where backend.tableExists("raw", family) {
-            let (found, committed, _) = try backend.withTable("raw", family) { table throws(NodeGuardError) in
-                try TableReconciler.removeAll(table, tableName: "raw")
+            let outcome = try backend.transact("raw", family) { table throws(NodeGuardError) in
+                try TableReconciler.removal(table, tableName: "raw")
             }
-            if committed { commitCount += 1 }
-            changes += found
+            if outcome.committed { commitCount += 1 }
+            changes += outcome.repair.changes
         }
         rawMayHoldRules = false
         return changes
@@ -100,11 +101,11 @@ public final class Reconciler {
     public func removeAll() throws(NodeGuardError) -> [TableChange] {
         var changes: [TableChange] = []
         for family in families where backend.mangleTableExists(family) {
-            let (found, committed, _) = try backend.withMangleTable(family) { table throws(NodeGuardError) in
-                try TableReconciler.removeAll(table)
+            let outcome = try backend.transact("mangle", family) { table throws(NodeGuardError) in
+                try TableReconciler.removal(table)
             }
-            if committed { commitCount += 1 }
-            changes += found
+            if outcome.committed { commitCount += 1 }
+            changes += outcome.repair.changes
         }
         rawMayHoldRules = true
         return changes + (try liftHold())
@@ -124,49 +125,32 @@ public final class Reconciler {
         return result
     }
 
-    /// Runs `body` on the table, after a read-only check when `checkFirst`.
+    /// Plans with `plan` on the table and commits what it finds; with
+    /// `checkFirst`, plans on a lock-free read first and takes the lock only
+    /// when that repair is not empty.
     private func reconcile(
         _ name: String, _ family: AddressFamily, checkFirst: Bool,
-        _ body: (any TableSnapshot) throws(NodeGuardError) -> [TableChange]
+        _ plan: (any TableView) throws(NodeGuardError) -> TableRepair
     ) throws(NodeGuardError) -> (result: [TableChange], committed: Bool) {
+        let table = ChangeWatch.Table(name: name, family: family)
         if checkFirst {
-            // Any failure of the check (an edit it needed, a read error) leaves
-            // the decision to the full path below, which reports errors itself.
-            let unchanged = try? backend.readTable(name, family) {
-                table throws(NodeGuardError) -> ([TableChange], TableFingerprint?)? in
-                let detector = EditDetector(table)
-                do throws(NodeGuardError) { return (try body(detector), table.ownedFingerprint) } catch {
-                    if detector.wantedEdit { return nil }
-                    throw error
-                }
-            }
-            if let (unchanged, fingerprint) = unchanged ?? nil {
-                verifiedFingerprints[ChangeWatch.Table(name: name, family: family)] = fingerprint
-                return (unchanged, false)
+            // A failed read leaves the decision to the transaction below,
+            // which reports errors itself.
+            var fingerprint: TableFingerprint?
+            let clean = (try? backend.readTable(name, family) { view throws(NodeGuardError) -> Bool in
+                guard try plan(view).isEmpty else { return false }
+                fingerprint = view.ownedFingerprint
+                return true
+            }) ?? false
+            if clean {
+                verifiedFingerprints[table] = fingerprint
+                return ([], false)
             }
         }
-        let (result, committed, fingerprint) = try backend.withTable(name, family, body)
-        verifiedFingerprints[ChangeWatch.Table(name: name, family: family)] = fingerprint
-        return (result, committed)
-    }
-}
-
-/// Passes reads through to a read-only snapshot and stops at the first edit,
-/// so the reconciler can tell "nothing to do" without libiptc or the lock.
-final class EditDetector: ReadOnlyTableSnapshot {
-    private let base: any TableSnapshot
-    private(set) var wantedEdit = false
-
-    init(_ base: any TableSnapshot) { self.base = base }
-
-    var family: AddressFamily { base.family }
-    func chainNames() -> [String] { base.chainNames() }
-    func rules(in chain: String) throws(NodeGuardError) -> [ObservedRule] { try base.rules(in: chain) }
-    func rules(in chain: String, limit: Int) throws(NodeGuardError) -> [ObservedRule] { try base.rules(in: chain, limit: limit) }
-    var ownedFingerprint: TableFingerprint? { base.ownedFingerprint }
-
-    func refuse(_ edit: String) -> NodeGuardError {
-        wantedEdit = true
-        return NodeGuardError(.netfilterFailure, "an edit is needed (\(edit)); the check stops here")
+        let outcome = checkFirst
+            ? try backend.holdingLock(wait: .zero) { () throws(NodeGuardError) in try backend.transact(name, family, plan) }
+            : try backend.transact(name, family, plan)
+        verifiedFingerprints[table] = outcome.fingerprint
+        return (outcome.repair.changes, outcome.committed)
     }
 }

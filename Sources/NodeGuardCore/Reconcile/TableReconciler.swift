@@ -70,30 +70,32 @@ public struct TableInspection: Sendable, Hashable {
     }
 }
 
-/// Brings one open table snapshot in line with a plan. Foreign chains and
-/// rules are never touched, except foreign rules put inside NodeGuard's chains.
+/// Plans what brings one table in line with a plan: a pure function from a
+/// view of the table to the edits (and their description); the backend's
+/// transaction applies them. Foreign chains and rules are never touched,
+/// except foreign rules put inside NodeGuard's chains.
 public enum TableReconciler {
     /// In the hook chains named in `yielding` (backing off from a fight),
     /// NodeGuard's jump may stay below other rules (see `ChainDiff.hookEdits`);
     /// elsewhere it must stand above every rule that could let a blocked packet
     /// through, and may stay below rules that cannot.
-    public static func reconcile(_ table: any TableSnapshot, to plan: TablePlan,
-                                 yielding: Set<String> = []) throws(NodeGuardError) -> [TableChange] {
-        var changes: [TableChange] = []
+    public static func repair(_ table: any TableView, to plan: TablePlan,
+                              yielding: Set<String> = []) throws(NodeGuardError) -> TableRepair {
+        var repair = TableRepair()
         func note(_ chain: String, _ what: String, displacedBy: [DisplacingRule] = []) {
-            changes.append(TableChange(family: plan.family, table: plan.table, chain: chain, what: what, displacedBy: displacedBy))
+            repair.changes.append(TableChange(family: plan.family, table: plan.table, chain: chain, what: what, displacedBy: displacedBy))
         }
         let existing = Set(table.chainNames())
         // Chains first, so every jump has a target when it is inserted.
         for chain in plan.chains where !existing.contains(chain.name) {
-            try table.createChain(chain.name)
+            repair.edits.append(.createChain(chain.name))
             note(chain.name, "chain was missing; created it")
         }
         for chain in plan.chains {
-            let actual = try table.rules(in: chain.name)
+            let actual = existing.contains(chain.name) ? try table.rules(in: chain.name) : []
             let edits = ChainDiff.edits(actual: actual, desired: chain.rules)
             if edits.isEmpty { continue }
-            try apply(edits, to: table, chain: chain.name)
+            repair.edits += tableEdits(edits, chain: chain.name)
             note(chain.name, summary(of: edits, actual: actual))
         }
         let bypass = BypassCheck(plan)
@@ -103,7 +105,7 @@ public enum TableReconciler {
             let edits = ChainDiff.hookEdits(actual: actual, hookRule: plan.hookRule, mustBeFirst: mustBeFirst,
                                             mayLetThrough: bypass.mayLetThrough)
             if edits.isEmpty { continue }
-            try apply(edits, to: table, chain: hook)
+            repair.edits += tableEdits(edits, chain: hook)
             let firstMine = actual.firstIndex { RulePlanner.isNodeGuardChain($0.target) } ?? actual.count
             // Inserting the jump as rule 1 moves every rule above it down one.
             let shift = edits.contains { if case .insert(0, _) = $0 { return true } else { return false } } ? 1 : 0
@@ -116,12 +118,12 @@ public enum TableReconciler {
         let wanted = Set(plan.chains.map(\.name))
         let stale = existing.filter { RulePlanner.isNodeGuardChain($0) && !wanted.contains($0) }.sorted()
         // Flush all before deleting any: stale chains may jump to each other.
-        for name in stale { try table.flushChain(name) }
+        repair.edits += stale.map { .flushChain($0) }
         for name in stale {
-            try table.deleteChain(name)
+            repair.edits.append(.deleteChain(name))
             note(name, "chain no longer needed; deleted it")
         }
-        return changes
+        return repair
     }
 
     /// The head of a hook chain down to NodeGuard's jump: its first
@@ -129,7 +131,7 @@ public enum TableReconciler {
     /// Another program's thousands of rules further down are not decoded on
     /// every repair; a stray second jump down there is harmless (its packets
     /// already passed NodeGuard's drops) and is left alone.
-    static func hookRules(_ table: any TableSnapshot, _ hook: String) throws(NodeGuardError) -> [ObservedRule] {
+    static func hookRules(_ table: any TableView, _ hook: String) throws(NodeGuardError) -> [ObservedRule] {
         let head = try table.rules(in: hook, limit: hookHead)
         if head.count < hookHead || head.contains(where: { RulePlanner.isNodeGuardChain($0.target) }) { return head }
         return try table.rules(in: hook)
@@ -137,27 +139,27 @@ public enum TableReconciler {
 
     static let hookHead = 64
 
-    /// Removes every NodeGuard jump and chain (for uninstalling, and to lift the raw hold).
-    public static func removeAll(_ table: any TableSnapshot, tableName: String = "mangle") throws(NodeGuardError) -> [TableChange] {
-        var changes: [TableChange] = []
+    /// Every NodeGuard jump and chain removed (for uninstalling, and to lift the raw hold).
+    public static func removal(_ table: any TableView, tableName: String = "mangle") throws(NodeGuardError) -> TableRepair {
+        var repair = TableRepair()
         let names = table.chainNames()
         for hook in TablePlan.hookChains where names.contains(hook) {
             let actual = try table.rules(in: hook)
             for index in actual.indices.reversed() where RulePlanner.isNodeGuardChain(actual[index].target) {
-                try table.deleteRule(in: hook, at: index)
-                changes.append(TableChange(family: table.family, table: tableName, chain: hook, what: "deleted NodeGuard's jump (rule \(index + 1))"))
+                repair.edits.append(.deleteRule(chain: hook, index: index))
+                repair.changes.append(TableChange(family: table.family, table: tableName, chain: hook, what: "deleted NodeGuard's jump (rule \(index + 1))"))
             }
         }
         let mine = names.filter(RulePlanner.isNodeGuardChain)
-        for name in mine { try table.flushChain(name) }
+        repair.edits += mine.map { .flushChain($0) }
         for name in mine {
-            try table.deleteChain(name)
-            changes.append(TableChange(family: table.family, table: tableName, chain: name, what: "deleted chain"))
+            repair.edits.append(.deleteChain(name))
+            repair.changes.append(TableChange(family: table.family, table: tableName, chain: name, what: "deleted chain"))
         }
-        return changes
+        return repair
     }
 
-    public static func inspect(_ table: any TableSnapshot, bypass: BypassCheck) throws(NodeGuardError) -> TableInspection {
+    public static func inspect(_ table: any TableView, bypass: BypassCheck) throws(NodeGuardError) -> TableInspection {
         var hookFirst: [String: Bool] = [:]
         var hookEffective: [String: Bool] = [:]
         for hook in TablePlan.hookChains {
@@ -179,11 +181,11 @@ public enum TableReconciler {
         return TableInspection(family: table.family, hookFirst: hookFirst, hookEffective: hookEffective, dropCounters: counters)
     }
 
-    private static func apply(_ edits: [ChainEdit], to table: any TableSnapshot, chain: String) throws(NodeGuardError) {
-        for edit in edits {
+    private static func tableEdits(_ edits: [ChainEdit], chain: String) -> [TableEdit] {
+        edits.map { edit in
             switch edit {
-            case .delete(let index): try table.deleteRule(in: chain, at: index)
-            case .insert(let index, let rule): try table.insertRule(rule, in: chain, at: index)
+            case .delete(let index): .deleteRule(chain: chain, index: index)
+            case .insert(let index, let rule): .insertRule(rule, chain: chain, index: index)
             }
         }
     }

@@ -4,8 +4,9 @@ import SystemPackage
 import Glibc
 #endif
 
-// Reading and durably replacing NodeGuard's files (the deny-list, the runtime
-// state, the metrics textfile), on swift-system's descriptors.
+// Durably replacing NodeGuard's files (the runtime state, the metrics
+// textfile), on swift-system's descriptors; reading them is readFile
+// (NodeGuardControl), which the CLI shares.
 
 /// The directory part of a path, as `dirname` prints it ("" for a bare name).
 func parentDirectory(of path: String) -> String {
@@ -30,20 +31,6 @@ func makeDirectories(_ path: String, mode: mode_t) throws(NodeGuardError) {
     } catch where error != .fileExists {
         throw NodeGuardError(io: "cannot create directory \(path)", error)
     } catch {}
-}
-
-/// The whole file; a file larger than a deny-list may be is refused
-/// (`DenyListLimits.maximumFileBytes`) without reading the rest.
-func readFile(_ path: String) throws(NodeGuardError) -> [UInt8] {
-    let bytes = try io("cannot read \(path)") {
-        let fd = try FileDescriptor.openClosingOnExec(path, .readOnly)
-        defer { fd.closeQuietly() }
-        return try fd.readToEnd(limit: DenyListLimits.maximumFileBytes)
-    }
-    guard bytes.count <= DenyListLimits.maximumFileBytes else {
-        throw NodeGuardError(.invalidDenyList, "\(path) is larger than \(DenyListLimits.maximumFileBytes >> 20) MiB; that is not a deny-list")
-    }
-    return bytes
 }
 
 /// Replaces `path` atomically: a new temporary file in the same directory,
@@ -94,11 +81,4 @@ private func createTemporaryFile(beside path: String) throws(NodeGuardError) -> 
         } catch {}
     }
     throw NodeGuardError(.ioFailure, "cannot create a temporary file to replace \(path): 100 random names were all taken; remove \(path).tmp.* files")
-}
-
-/// The error for a call that just failed and left its errno: `action` and
-/// why, the errno kept typed. Code not yet on swift-system uses it; `io`
-/// and `NodeGuardError(io:_:)` are the typed ways.
-func ioError(_ action: String) -> NodeGuardError {
-    NodeGuardError(io: action, .current)
 }

@@ -1,9 +1,15 @@
-/// A strict JSON reader and writer.
+/// A strict JSON reader and writer, for what people and scripts write:
+/// deny-lists, the runtime state, control requests.
 ///
-/// Foundation's decoders accept unknown and duplicate keys silently and blur
-/// booleans and numbers on Linux; a deny-list and a control request must be
-/// rejected with an error naming the exact problem, so NodeGuard reads JSON
-/// itself (RFC 8259, UTF-8 only, bounded depth).
+/// FoundationEssentials has a JSONDecoder (and the daemon's answers are read
+/// with Codable, see JSONValueCoding.swift), but it is not strict enough for
+/// these: it keeps the last of two duplicate keys and ignores unknown ones
+/// without a word, and it stops at the first problem. NodeGuard must refuse a
+/// list that says `"port"` twice or misspells `"allowFrom"`, and report every
+/// problem at once with its JSON path (DenyListCodec), so it parses into
+/// `JSONValue` here (RFC 8259, UTF-8 only, bounded depth, duplicate keys an
+/// error, numbers kept as their literal text so integers stay exact) and
+/// checks each field itself.
 public enum JSONValue: Hashable, Sendable {
     case null
     case bool(Bool)

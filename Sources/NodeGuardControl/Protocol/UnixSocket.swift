@@ -3,8 +3,8 @@ import Glibc
 #endif
 
 /// Blocking Unix stream socket helpers shared by the control server and client.
-enum UnixSocket {
-    static func address(_ path: String) throws(NodeGuardError) -> sockaddr_un {
+package enum UnixSocket {
+    package static func address(_ path: String) throws(NodeGuardError) -> sockaddr_un {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -19,7 +19,7 @@ enum UnixSocket {
         return address
     }
 
-    static func connect(_ path: String) throws(NodeGuardError) -> Int32 {
+    package static func connect(_ path: String) throws(NodeGuardError) -> Int32 {
         var address = try address(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ioError("cannot create a socket") }
@@ -38,7 +38,7 @@ enum UnixSocket {
         return fd
     }
 
-    static func setTimeouts(_ fd: Int32, seconds: Int) {
+    package static func setTimeouts(_ fd: Int32, seconds: Int) {
         var timeout = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -46,7 +46,7 @@ enum UnixSocket {
 
     /// Sends `text` and a newline. With a deadline, gives up (false) when the
     /// peer has not taken it all by then, however slowly it reads.
-    static func writeAll(_ fd: Int32, _ text: String, until deadline: ContinuousClock.Instant? = nil) -> Bool {
+    package static func writeAll(_ fd: Int32, _ text: String, until deadline: ContinuousClock.Instant? = nil) -> Bool {
         var bytes = Array(text.utf8)
         bytes.append(UInt8(ascii: "\n"))
         var sent = 0
@@ -71,20 +71,20 @@ enum UnixSocket {
 
     /// One line for a peer about to be closed: sent only if the socket takes
     /// it at once (a fresh connection always does), never waited for.
-    static func sendNow(_ fd: Int32, _ text: String) {
+    package static func sendNow(_ fd: Int32, _ text: String) {
         let bytes = Array((text + "\n").utf8)
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
     }
 
     /// Milliseconds to `deadline` for poll(), at least 1; nil once it has passed.
-    static func millisecondsLeft(until deadline: ContinuousClock.Instant) -> Int32? {
+    package static func millisecondsLeft(until deadline: ContinuousClock.Instant) -> Int32? {
         let left = deadline - ContinuousClock.now
         guard left > .zero else { return nil }
         let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
         return Int32(clamping: max(1, ms))
     }
 
-    enum ReadResult {
+    package enum ReadResult {
         case line([UInt8])
         case endOfStream
         case tooLong
@@ -94,7 +94,7 @@ enum UnixSocket {
     }
 
     /// Reads lines from a socket, at most `limit` bytes each.
-    struct LineReader {
+    package struct LineReader {
         let fd: Int32
         let limit: Int
         private var buffer: [UInt8] = []
@@ -103,14 +103,14 @@ enum UnixSocket {
         private var scanned = 0
         private var chunk = [UInt8](repeating: 0, count: 65536)
 
-        init(fd: Int32, limit: Int) {
+        package init(fd: Int32, limit: Int) {
             self.fd = fd
             self.limit = limit
         }
 
         /// The next line. With a deadline, the whole line must arrive by then:
         /// bytes that trickle in do not extend it.
-        mutating func next(until deadline: ContinuousClock.Instant? = nil) -> ReadResult {
+        package mutating func next(until deadline: ContinuousClock.Instant? = nil) -> ReadResult {
             while true {
                 if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                     let line = Array(buffer[..<newline])

@@ -12,7 +12,7 @@ public struct DenyListProblem: Sendable, Hashable, CustomStringConvertible {
 /// file and for entries in control requests). Reading collects every problem
 /// instead of stopping at the first, so `nodeguardctl validate` shows them all.
 public enum DenyListCodec {
-    static let entryFields: Set<String> = ["port", "protocol", "family", "reason", "allowFrom"]
+    static let entryFields = Set(BlockEntry.Field.allCases.map(\.stringValue))
 
     /// Decodes a whole file. `source` names it in the error (a path).
     public static func decode(_ bytes: [UInt8], source: String) throws(NodeGuardError) -> DenyList {
@@ -221,12 +221,14 @@ public enum DenyListCodec {
 
     public static func encodeEntry(_ entry: BlockEntry) -> JSONValue {
         var fields: [String: JSONValue] = [
-            "port": .number(String(entry.port)),
-            "protocol": .string(entry.transport.rawValue),
-            "family": .string(entry.family.rawValue),
+            BlockEntry.Field.port.stringValue: .number(String(entry.port)),
+            BlockEntry.Field.transport.stringValue: .string(entry.transport.rawValue),
+            BlockEntry.Field.family.stringValue: .string(entry.family.rawValue),
         ]
-        if let reason = entry.reason { fields["reason"] = .string(reason) }
-        if !entry.allowFrom.isEmpty { fields["allowFrom"] = .array(entry.allowFrom.map { .string($0.description) }) }
+        if let reason = entry.reason { fields[BlockEntry.Field.reason.stringValue] = .string(reason) }
+        if !entry.allowFrom.isEmpty {
+            fields[BlockEntry.Field.allowFrom.stringValue] = .array(entry.allowFrom.map { .string($0.description) })
+        }
         return .object(fields)
     }
 
@@ -244,5 +246,43 @@ public enum DenyListCodec {
         let entries = list.entries.map { JSON.serialize(encodeEntry($0)) }
         return "{\"blocked\":[" + (entries.isEmpty ? "" : "\n" + entries.joined(separator: ",\n") + "\n")
             + "],\"version\":\(DenyList.currentVersion)}\n"
+    }
+}
+
+extension TransportProtocol: Codable {}
+extension AddressFamily: Codable {}
+extension FamilySelection: Codable {}
+
+/// An entry in the daemon's answers (`list`, `status`), written as
+/// `encodeEntry` writes it. Deny-lists and requests are not read this way:
+/// `DenyListCodec` checks every field of those and reports every problem.
+extension BlockEntry: Codable {
+    /// An entry's keys, in deny-lists, requests and answers alike.
+    public enum Field: String, CodingKey, CaseIterable {
+        case port, transport = "protocol", family, reason, allowFrom
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Field.self)
+        var allowFrom: [CIDR] = []
+        for text in try container.decodeIfPresent([String].self, forKey: .allowFrom) ?? [] {
+            do { allowFrom.append(try CIDR(parsing: text)) } catch {
+                throw DecodingError.dataCorruptedError(forKey: .allowFrom, in: container, debugDescription: error.message)
+            }
+        }
+        self.init(port: try container.decode(UInt16.self, forKey: .port),
+                  transport: try container.decodeIfPresent(TransportProtocol.self, forKey: .transport) ?? .tcp,
+                  family: try container.decodeIfPresent(FamilySelection.self, forKey: .family) ?? .both,
+                  reason: try container.decodeIfPresent(String.self, forKey: .reason),
+                  allowFrom: allowFrom)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Field.self)
+        try container.encode(port, forKey: .port)
+        try container.encode(transport, forKey: .transport)
+        try container.encode(family, forKey: .family)
+        try container.encodeIfPresent(reason, forKey: .reason)
+        if !allowFrom.isEmpty { try container.encode(allowFrom.map(\.description), forKey: .allowFrom) }
     }
 }
