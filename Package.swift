@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // libiptc (libip4tc + libip6tc) behind a small C shim: entry layout stays in C.
@@ -31,7 +32,10 @@ let package = Package(
         // What the daemon and the CLI share, without C dependencies: the
         // deny-list model and its strict codec, the control protocol's typed
         // requests and responses, the client. nodeguardctl links only this.
-        .target(name: "NodeGuardControl"),
+        .target(
+            name: "NodeGuardControl",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]
+        ),
         .target(
             name: "NodeGuardCore",
             dependencies: [
@@ -41,6 +45,7 @@ let package = Package(
                 "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
@@ -72,7 +77,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeGuardCoreTests",
-            dependencies: ["NodeGuardCore", "NodeGuardControl"]
+            dependencies: ["NodeGuardCore", "NodeGuardControl", .product(name: "SystemPackage", package: "swift-system")]
         ),
         // The protocol's typed answers, nodeguardctl's options, and what the CLI links.
         .testTarget(

@@ -481,12 +481,12 @@ const char *ngiptc_next_chain(ngiptc_table *table) {
     return is_ipv6(table) ? ip6tc_next_chain(table->handle) : iptc_next_chain(table->handle);
 }
 
-int ngiptc_is_chain(ngiptc_table *table, const char *chain) {
+static int is_chain(ngiptc_table *table, const char *chain) {
     return is_ipv6(table) ? ip6tc_is_chain(chain, table->handle)
                           : iptc_is_chain(chain, table->handle);
 }
 
-int ngiptc_is_builtin(ngiptc_table *table, const char *chain) {
+static int is_builtin(ngiptc_table *table, const char *chain) {
     return is_ipv6(table) ? ip6tc_builtin(chain, table->handle)
                           : iptc_builtin(chain, table->handle);
 }
@@ -517,7 +517,7 @@ static const void *next_rule(ngiptc_table *table, const void *previous) {
 }
 
 int ngiptc_rule_count(ngiptc_table *table, const char *chain, int *error) {
-    if (!ngiptc_is_chain(table, chain)) { *error = ENOENT; return -1; }
+    if (!is_chain(table, chain)) { *error = ENOENT; return -1; }
     int count = 0;
     for (const void *e = first_rule(table, chain); e; e = next_rule(table, e)) count++;
     return count;
@@ -525,9 +525,9 @@ int ngiptc_rule_count(ngiptc_table *table, const char *chain, int *error) {
 
 int ngiptc_read_rules(ngiptc_table *table, const char *chain, ngiptc_rule_info *rules,
                       int capacity, int *error) {
-    if (!ngiptc_is_chain(table, chain)) { *error = ENOENT; return -1; }
+    if (!is_chain(table, chain)) { *error = ENOENT; return -1; }
     int count = 0;
-    int builtin = ngiptc_is_builtin(table, chain);
+    int builtin = is_builtin(table, chain);
     for (const void *e = first_rule(table, chain); e && count < capacity; e = next_rule(table, e)) {
         ngiptc_decode_entry(table->family, e, safe_target_name(table, e), builtin, &rules[count++]);
     }
@@ -548,7 +548,3 @@ int ngiptc_delete_rule(ngiptc_table *table, const char *chain, unsigned int inde
     NGIPTC_CALL(table, iptc_delete_num_entry(chain, index, table->handle),
                 ip6tc_delete_num_entry(chain, index, table->handle), error);
 }
-
-unsigned int ngiptc_ipv4_entry_size(void) { return sizeof(struct ipt_entry); }
-unsigned int ngiptc_ipv6_entry_size(void) { return sizeof(struct ip6t_entry); }
-unsigned int ngiptc_standard_target_size(void) { return XT_ALIGN(sizeof(struct xt_standard_target)); }

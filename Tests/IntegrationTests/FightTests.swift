@@ -13,16 +13,7 @@ final class FightTests: NodeTestCase {
         XCTAssertEqual(try node.ctl("block", "31002").status, 0)
         XCTAssertEqual(try node.ctl("block", "31900/udp").status, 0)
 
-        let rival = try ChildProcess(["ip", "netns", "exec", node.node, "sh", "-c", """
-            iptables-legacy -w -t mangle -N RIVAL-PRE && iptables-legacy -w -t mangle -A RIVAL-PRE -j ACCEPT || exit 1
-            while true; do
-              if [ "$(iptables-legacy -w -t mangle -S PREROUTING | sed -n 2p)" != "-A PREROUTING -j RIVAL-PRE" ]; then
-                iptables-legacy -w -t mangle -D PREROUTING -j RIVAL-PRE 2>/dev/null
-                iptables-legacy -w -t mangle -I PREROUTING 1 -j RIVAL-PRE
-              fi
-              sleep 0.1
-            done
-            """])
+        let rival = try ChildProcess(["ip", "netns", "exec", node.node, "sh", "-c", rivalForMangleRuleOne])
         defer { rival.signal(SIGKILL); rival.wait() }
 
         XCTAssertTrue(try node.eventually(15) { try node.status()["fight"] != nil }, "no fight reported:\n\(node.daemonLog)")

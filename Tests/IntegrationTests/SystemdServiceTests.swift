@@ -45,7 +45,11 @@ final class SystemdServiceTests: XCTestCase {
     }
 
     func mangle(ipv6: Bool = false) throws -> String {
-        try container.run(ipv6 ? "ip6tables-legacy-save" : "iptables-legacy-save", "-t", "mangle").stdout
+        try table("mangle", ipv6: ipv6)
+    }
+
+    func table(_ name: String, ipv6: Bool = false) throws -> String {
+        try container.run(ipv6 ? "ip6tables-legacy-save" : "iptables-legacy-save", "-t", name).stdout
     }
 
     func journal() throws -> String {
@@ -221,5 +225,54 @@ final class SystemdServiceTests: XCTestCase {
         XCTAssertFalse(v4.contains("NODEGUARD") || v6.contains("NODEGUARD"), v4 + v6)
         XCTAssertTrue(v4.contains("-A PREROUTING -j MARK --set-xmark 0x7/0xffffffff"), "foreign rules stay")
         XCTAssertFalse(try container.run("test", "-e", "/var/lib/nodeguard").succeeded)
+    }
+
+    /// A purge while NodeGuard holds the ports closed from the raw table
+    /// (another agent disputes mangle's first place, as in FightTests)
+    /// removes the hold too, in both families, through `nodeguardd
+    /// --remove-rules`: the binary prerm kept, since dpkg has removed the
+    /// package's own before postrm runs.
+    func testPurgeDuringAFightRemovesTheRawHold() throws {
+        let purge = try purgeDuringAFight()
+        XCTAssertFalse(purge.contains("with iptables-legacy"), "the kept nodeguardd removed the rules: \(purge)")
+        XCTAssertFalse(try container.run("test", "-e", "/var/lib/nodeguard").succeeded)
+    }
+
+    /// The same purge when the kept binary cannot run (here: it is gone; a
+    /// noexec /var would do the same): postrm's own removal covers raw too.
+    func testPurgeDuringAFightWithoutTheKeptBinaryRemovesTheRawHold() throws {
+        let purge = try purgeDuringAFight { try self.container.run("rm", "-f", "/var/lib/nodeguard/nodeguardd-for-purge") }
+        XCTAssertTrue(purge.contains("removing NodeGuard's rules with iptables-legacy"), purge)
+    }
+
+    /// What `dpkg -P` printed.
+    private func purgeDuringAFight(beforePurge: () throws -> Void = {}) throws -> String {
+        try install()
+        XCTAssertEqual(try ctl("block", "31002").status, 0)
+        XCTAssertEqual(try ctl("block", "31900/udp").status, 0)
+        let rival = try container.run("systemd-run", "--unit", "rival", "sh", "-c", rivalForMangleRuleOne)
+        XCTAssertEqual(rival.status, 0, rival.stderr)
+        XCTAssertTrue(try container.waitUntil(30) { try self.table("raw").contains("--dport 31002") },
+                      "no hold from raw:\n\(journalText)")
+        XCTAssertTrue(try table("raw", ipv6: true).contains("-j NODEGUARD"), "IPv6 is held too")
+
+        // The rival runs on while the package is removed, so the fight (and
+        // the hold) cannot end before the daemon stops.
+        XCTAssertEqual(try container.run("dpkg", "-r", "nodeguard").status, 0)
+        XCTAssertTrue(try table("raw").contains("--dport 31002"), "remove keeps the port closed, the hold too")
+        XCTAssertTrue(try container.run("test", "-x", "/var/lib/nodeguard/nodeguardd-for-purge").succeeded,
+                      "prerm keeps nodeguardd for the purge")
+        try container.run("systemctl", "stop", "rival")
+        try beforePurge()
+
+        let purge = try container.run("dpkg", "-P", "nodeguard")
+        XCTAssertEqual(purge.status, 0, purge.stdout + purge.stderr)
+        var left = ""
+        for name in ["raw", "mangle"] {
+            for ipv6 in [false, true] { left += try table(name, ipv6: ipv6) }
+        }
+        XCTAssertFalse(left.contains("NODEGUARD"), "NodeGuard's rules left after the purge:\n\(left)")
+        XCTAssertTrue(try mangle().contains("-A RIVAL-PRE -j ACCEPT"), "foreign rules stay")
+        return purge.stdout + purge.stderr
     }
 }

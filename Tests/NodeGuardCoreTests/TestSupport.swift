@@ -96,3 +96,11 @@ func assertInvalidDenyList(_ text: String, contains fragments: [String],
                       file: file, line: line)
     }
 }
+
+/// A new empty directory for one test, removed when the test ends.
+func temporaryDirectory(for test: XCTestCase, _ name: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("nodeguard-\(name)-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+    return path
+}

@@ -45,7 +45,7 @@ depends=$(for lib in $needed; do
   [ -n "$owner" ] || { echo "no package owns $lib ($path)" >&2; exit 1; }
   echo "$owner"
 done | sort -u | paste -sd, | sed 's/,/, /g')
-# iptables for the purge script, init-system-helpers for deb-systemd-*, procps for ExecReload's /bin/kill.
+# iptables for the purge script when nodeguardd cannot run, init-system-helpers for deb-systemd-*, procps for ExecReload's /bin/kill.
 depends="$depends, iptables, init-system-helpers, procps"
 
 install -d "$root/DEBIAN"

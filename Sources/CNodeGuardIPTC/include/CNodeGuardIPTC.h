@@ -82,8 +82,6 @@ const char *ngiptc_strerror(int family, int error);
 /// Chains: iterate all names (user and built-in) in the snapshot.
 const char *ngiptc_first_chain(ngiptc_table *table);
 const char *ngiptc_next_chain(ngiptc_table *table);
-int ngiptc_is_chain(ngiptc_table *table, const char *chain);
-int ngiptc_is_builtin(ngiptc_table *table, const char *chain);
 int ngiptc_create_chain(ngiptc_table *table, const char *chain, int *error);
 int ngiptc_flush_chain(ngiptc_table *table, const char *chain, int *error);
 int ngiptc_delete_chain(ngiptc_table *table, const char *chain, int *error);
@@ -160,11 +158,6 @@ void ngiptc_snapshot_info(const ngiptc_blob *snapshot, ngiptc_table_info *info);
 /// its cost does not grow with them; any edit of NodeGuard's rules, or a rule
 /// put above its jump, changes it.
 uint64_t ngiptc_snapshot_owned_digest(const ngiptc_blob *snapshot, const char *prefix, uint32_t hooks);
-
-/// Sizes the shim relies on, exported so tests can check them against NETFILTER.md.
-unsigned int ngiptc_ipv4_entry_size(void);
-unsigned int ngiptc_ipv6_entry_size(void);
-unsigned int ngiptc_standard_target_size(void);
 
 #ifdef __cplusplus
 }

@@ -1,34 +1,28 @@
 import FoundationEssentials
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import SystemPackage
 
 // Reading files for the deny-list and the runtime state (the daemon) and
 // `nodeguardctl validate` (the CLI): here, so the CLI needs no NodeGuardCore.
 
+/// The whole file; a file larger than a deny-list may be is refused
+/// (`DenyListLimits.maximumFileBytes`) without reading the rest.
 package func readFile(_ path: String) throws(NodeGuardError) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw ioError("cannot read \(path)") }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &chunk, chunk.count)
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw ioError("cannot read \(path)")
-        }
-        if n == 0 { return bytes }
-        bytes += chunk[0..<n]
-        if bytes.count > DenyListLimits.maximumFileBytes {
-            throw NodeGuardError(.invalidDenyList, "\(path) is larger than \(DenyListLimits.maximumFileBytes >> 20) MiB; that is not a deny-list")
-        }
+    let bytes = try io("cannot read \(path)") {
+        let fd = try FileDescriptor.openClosingOnExec(path, .readOnly)
+        defer { fd.closeQuietly() }
+        return try fd.readToEnd(limit: DenyListLimits.maximumFileBytes)
     }
+    guard bytes.count <= DenyListLimits.maximumFileBytes else {
+        throw NodeGuardError(.invalidDenyList, "\(path) is larger than \(DenyListLimits.maximumFileBytes >> 20) MiB; that is not a deny-list")
+    }
+    return bytes
 }
 
+/// The error for a call that just failed and left its errno: `action` and
+/// why, the errno kept typed. Code not yet on swift-system uses it; `io`
+/// and `NodeGuardError(io:_:)` are the typed ways.
 package func ioError(_ action: String) -> NodeGuardError {
-    NodeGuardError(.ioFailure, "\(action): \(String(cString: strerror(errno)))")
+    NodeGuardError(io: action, .current)
 }
 
 extension DenyListCodec {

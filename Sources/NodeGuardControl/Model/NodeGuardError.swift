@@ -1,5 +1,9 @@
+import SystemPackage
+
 /// The one error type NodeGuard reports: a stable code a machine can match on
-/// (it travels over the control socket as is) and a message a person can act on.
+/// (it travels over the control socket as is), a message a person can act on,
+/// and, when a system call failed, its errno, typed, for the code that must
+/// tell one errno from another (a commit that lost a race, EAGAIN, is retried).
 public struct NodeGuardError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public var rawValue: String
@@ -45,10 +49,20 @@ public struct NodeGuardError: Error, Sendable, Hashable, CustomStringConvertible
 
     public var code: Code
     public var message: String
+    /// The system call's errno that caused this error, if one did. Match on
+    /// it, never on the message's text; it does not travel over the socket.
+    public var errno: Errno?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, errno: Errno? = nil) {
         self.code = code
         self.message = message
+        self.errno = errno
+    }
+
+    /// A failed system call: `action` and the C library's words for
+    /// `errno` ("cannot read /etc/nodeguard/denylist.json: Permission denied").
+    public init(io action: String, _ errno: Errno, code: Code = .ioFailure) {
+        self.init(code, "\(action): \(errno)", errno: errno)
     }
 
     public var description: String { message }

@@ -12,7 +12,6 @@
 /// So a packet to an unblocked port walks at most 16 rules per level and
 /// four levels, however long the list: the cost grows with log16 of it.
 public enum RulePlanner {
-    public static let chainPrefix = "NODEGUARD"
     public static let entryChain = "NODEGUARD"
     /// A chain holds per-port rules directly up to this many ports.
     public static let leafCapacity = 16

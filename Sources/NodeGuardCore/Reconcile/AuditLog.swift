@@ -1,8 +1,5 @@
 import FoundationEssentials
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import SystemPackage
 
 /// Who asked for a change.
 public enum RequestOrigin: Sendable, Hashable, CustomStringConvertible {
@@ -56,12 +53,13 @@ public struct AuditLog: Sendable {
     public func record(_ action: String, origin: RequestOrigin, details: [String: JSONValue] = [:],
                        error: String? = nil, at time: Date = Date()) throws(NodeGuardError) {
         let bytes = Array(Self.line(time: time, action: action, origin: origin, details: details, error: error).utf8)
-        try makeDirectory(parentDirectory(of: path))
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw ioError("cannot open the audit log \(path)") }
-        defer { close(fd) }
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count else { throw ioError("cannot append to the audit log \(path)") }
-        guard fdatasync(fd) == 0 else { throw ioError("cannot sync the audit log \(path)") }
+        try makeDirectories(parentDirectory(of: path), mode: 0o750)
+        let fd = try io("cannot open the audit log \(path)") {
+            try FileDescriptor.openClosingOnExec(path, .writeOnly, options: [.append, .create],
+                                                 permissions: [.ownerReadWrite, .groupRead])
+        }
+        defer { fd.closeQuietly() }
+        try io("cannot append to the audit log \(path)") { try fd.writeAll(bytes) }
+        try io("cannot sync the audit log \(path)") { try fd.syncData() }
     }
 }

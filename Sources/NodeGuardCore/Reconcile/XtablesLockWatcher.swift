@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -14,7 +15,7 @@ public final class XtablesLockWatcher: @unchecked Sendable {
     private let path: String
     private let onRelease: @Sendable () -> Void
     private let inotify: Int32
-    private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
+    private let stopPipe: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
     private var watch: Int32 = -1
     private let finished = ConditionLock()
     private var running = false
@@ -22,29 +23,31 @@ public final class XtablesLockWatcher: @unchecked Sendable {
     public init(path: String = XtablesLock.path, onRelease: @escaping @Sendable () -> Void) throws(NodeGuardError) {
         self.path = path
         self.onRelease = onRelease
-        inotify = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard inotify >= 0 else {
-            throw NodeGuardError(.ioFailure, "inotify_init1: \(String(cString: strerror(errno)))")
+        do {
+            inotify = try systemCall { inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) }
+        } catch {
+            throw NodeGuardError(io: "cannot watch \(path) for its release (inotify_init1)", error)
         }
-        do { stopPipe = try makePipe() } catch {
+        do {
+            stopPipe = try FileDescriptor.closeOnExecPipe()
+        } catch {
             close(inotify)
-            throw error
+            throw NodeGuardError(io: "cannot create the lock watcher's stop pipe", error)
         }
         arm()
     }
 
     deinit {
         close(inotify)
-        close(stopPipe.read)
-        close(stopPipe.write)
+        stopPipe.readEnd.closeQuietly()
+        stopPipe.writeEnd.closeQuietly()
     }
 
     /// (Re)adds the watch, creating the lock file as iptables does if it is
     /// missing. A failure is not fatal: polling still works.
     @discardableResult
     private func arm() -> Bool {
-        let fd = open(path, O_CREAT | O_RDONLY | O_CLOEXEC, 0o600)
-        if fd >= 0 { close(fd) }
+        (try? FileDescriptor.openClosingOnExec(path, .readOnly, options: .create, permissions: .ownerReadWrite))?.closeQuietly()
         watch = inotify_add_watch(inotify, path, UInt32(IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_DELETE_SELF | IN_MOVE_SELF))
         return watch >= 0
     }
@@ -71,8 +74,7 @@ public final class XtablesLockWatcher: @unchecked Sendable {
     }
 
     public func stop() {
-        var byte: UInt8 = 1
-        _ = write(stopPipe.write, &byte, 1)
+        _ = try? stopPipe.writeEnd.writeAll([1])
         finished.lock()
         while running { finished.wait() }
         finished.unlock()
@@ -82,10 +84,15 @@ public final class XtablesLockWatcher: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
+                       pollfd(fd: stopPipe.readEnd.rawValue, events: Int16(POLLIN), revents: 0)]
             // While unarmed (the file was removed), retry once a second.
-            let ready = poll(&fds, 2, isArmed ? -1 : 1000)
-            if ready < 0 && errno != EINTR { return }
+            do {
+                _ = try systemCall(retryOnInterrupt: false) { poll(&fds, 2, isArmed ? -1 : 1000) }
+            } catch .interrupted {
+                continue
+            } catch {
+                return
+            }
             if fds[1].revents != 0 { return }
             if !isArmed {
                 if arm() { onRelease() }

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +9,12 @@ import Glibc
 /// pid. Foundation's Process is not used: its shared SIGCHLD reaper hung
 /// (blocking in wait4 on a live child, or never noticing an exit) when a child
 /// left a background process behind or exec'd another program, and a hang in
-/// the reconcile loop would cost the daemon its watchdog.
+/// the reconcile loop would cost the daemon its watchdog. swift-subprocess
+/// 1.0.2 was weighed and not taken: its API is async only (the reconcile loop
+/// is a plain thread and would block on a task), a child's life is bound to a
+/// closure (tests keep daemons across calls), and it reaps through a
+/// process-wide monitor thread that falls back to a SIGCHLD handler on
+/// kernels without pidfd.
 public final class ChildProcess {
     public let pid: pid_t
     /// What was started, for messages.
@@ -52,7 +58,7 @@ public final class ChildProcess {
         var child: pid_t = 0
         let result = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, envp)
         guard result == 0 else {
-            throw NodeGuardError(.ioFailure, "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
+            throw NodeGuardError(io: "cannot start \(arguments[0])", Errno(rawValue: result))
         }
         pid = child
         self.arguments = arguments
@@ -88,9 +94,7 @@ public final class ChildProcess {
     private func reap(blocking: Bool) {
         guard exitStatus == nil else { return }
         var status: Int32 = 0
-        var result: pid_t
-        repeat { result = waitpid(pid, &status, blocking ? 0 : WNOHANG) } while result < 0 && errno == EINTR
-        guard result == pid else { return }
+        guard (try? systemCall { waitpid(pid, &status, blocking ? 0 : WNOHANG) }) == pid else { return }
         // WIFEXITED / WEXITSTATUS / WTERMSIG, spelled out (they are macros in C).
         let signal = status & 0x7f
         exitStatus = signal == 0 ? (status >> 8) & 0xff : 128 + signal
@@ -110,14 +114,21 @@ public func readAll(_ out: Int32, _ err: Int32, deadline: ContinuousClock.Instan
             if left <= .zero { break }
             wait = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
         }
-        let ready = poll(&fds, 2, wait)
-        if ready < 0 { if errno == EINTR { continue } else { break } }
+        let ready: Int32
+        do {
+            ready = try systemCall(retryOnInterrupt: false) { poll(&fds, 2, wait) }
+        } catch .interrupted {
+            continue   // with the time left recomputed
+        } catch {
+            break
+        }
         if ready == 0 { continue }
         for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
-            let n = read(fds[i].fd, &chunk, chunk.count)
+            // Retried while interrupted; end of file or an error ends the stream.
+            let n = (try? chunk.withUnsafeMutableBytes { try FileDescriptor(rawValue: fds[i].fd).read(into: $0) }) ?? 0
             if n > 0 {
                 buffers[i].append(contentsOf: chunk[0..<n])
-            } else if n == 0 || errno != EINTR {
+            } else {
                 fds[i].fd = -1
                 open -= 1
             }
@@ -126,12 +137,12 @@ public func readAll(_ out: Int32, _ err: Int32, deadline: ContinuousClock.Instan
     return (buffers[0], buffers[1])
 }
 
-/// A pipe whose ends are closed on exec (the child gets its end through dup2).
+/// A pipe whose ends are closed on exec from their creation (pipe2 with
+/// O_CLOEXEC: a child another thread starts meanwhile inherits neither); a
+/// child gets its end through dup2, which clears the flag on the copy.
 public func makePipe() throws(NodeGuardError) -> (read: Int32, write: Int32) {
-    var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { throw ioError("cannot create a pipe") }
-    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-    return (fds[0], fds[1])
+    let (read, write) = try io("cannot create a pipe") { try FileDescriptor.closeOnExecPipe() }
+    return (read.rawValue, write.rawValue)
 }
 
 /// Runs a program to completion with a time limit and returns its exit status

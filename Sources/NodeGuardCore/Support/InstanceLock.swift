@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import SystemPackage
 
 /// One nodeguardd per state directory: an exclusive `flock` on the state
 /// directory itself, taken before anything touches the kernel or the socket
@@ -10,19 +8,19 @@ import Glibc
 /// Whoever holds the lock is named from /proc/locks, the kernel's own record.
 public final class InstanceLock {
     public let directory: String
-    private let fd: Int32
+    private let fd: FileDescriptor
 
-    private init(directory: String, fd: Int32) {
+    private init(directory: String, fd: FileDescriptor) {
         self.directory = directory
         self.fd = fd
     }
 
-    deinit { close(fd) }
+    deinit { fd.closeQuietly() }
 
     /// Takes the lock, creating the directory (0750) if it does not exist.
     public static func acquire(stateDirectory: String) throws(NodeGuardError) -> InstanceLock {
         do { try makeDirectories(stateDirectory, mode: 0o750) } catch {
-            throw NodeGuardError(.ioFailure, "cannot create the state directory: \(error.message)")
+            throw NodeGuardError(.ioFailure, "cannot create the state directory: \(error.message)", errno: error.errno)
         }
         return try lock(stateDirectory)
     }
@@ -30,25 +28,30 @@ public final class InstanceLock {
     /// For `--remove-rules`: nil when the directory does not exist, since no
     /// daemon can be using it then; nothing is created.
     public static func acquireIfPresent(stateDirectory: String) throws(NodeGuardError) -> InstanceLock? {
-        var info = stat()
-        guard stat(stateDirectory, &info) == 0 else { return nil }
+        guard (try? FilePath(stateDirectory).stat()) != nil else { return nil }
         return try lock(stateDirectory)
     }
 
     private static func lock(_ directory: String) throws(NodeGuardError) -> InstanceLock {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw ioError("cannot open the state directory \(directory)") }
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            if errno == EINTR { continue }
-            let error = errno == EWOULDBLOCK ? conflict(directory, fd: fd)
-                                             : ioError("cannot lock the state directory \(directory)")
-            close(fd)
+        let fd = try io("cannot open the state directory \(directory)") {
+            try FileDescriptor.openClosingOnExec(directory, .readOnly, options: .directory)
+        }
+        let taken: Bool
+        do {
+            taken = try fd.tryLockExclusively()
+        } catch {
+            fd.closeQuietly()
+            throw NodeGuardError(io: "cannot lock the state directory \(directory)", error)
+        }
+        guard taken else {
+            let error = conflict(directory, fd: fd)
+            fd.closeQuietly()
             throw error
         }
         return InstanceLock(directory: directory, fd: fd)
     }
 
-    private static func conflict(_ directory: String, fd: Int32) -> NodeGuardError {
+    private static func conflict(_ directory: String, fd: FileDescriptor) -> NodeGuardError {
         let holder = holder(of: fd).map { pid in "\(processName(pid) ?? "nodeguardd") (PID \(pid))" } ?? "nodeguardd"
         return NodeGuardError(.conflict,
             "another \(holder) is running with state directory \(directory); stop it first (systemctl stop nodeguardd), or give this one another --state-dir")
@@ -56,14 +59,13 @@ public final class InstanceLock {
 
     /// The PID holding a flock on `fd`'s inode, from /proc/locks:
     /// `1: FLOCK  ADVISORY  WRITE 4711 08:01:1835010 0 EOF` (device in hex).
-    static func holder(of fd: Int32) -> Int32? {
-        var info = stat()
-        guard fstat(fd, &info) == 0, let table = try? readFile("/proc/locks") else { return nil }
+    static func holder(of fd: FileDescriptor) -> Int32? {
+        guard let info = try? fd.stat(), let table = try? readFile("/proc/locks") else { return nil }
         // glibc's dev_t encoding (gnu_dev_major, gnu_dev_minor).
-        let dev = UInt64(info.st_dev)
+        let dev = UInt64(info.deviceID.rawValue)
         let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)
         let minor = (dev & 0xff) | ((dev >> 12) & ~0xff)
-        let file = "\(hex2(major)):\(hex2(minor)):\(info.st_ino)"
+        let file = "\(hex2(major)):\(hex2(minor)):\(info.inode.rawValue)"
         for line in String(decoding: table, as: UTF8.self).split(separator: "\n") {
             let fields = line.split(separator: " ")
             // Waiters are listed as "N: -> FLOCK ..."; only the holder counts.

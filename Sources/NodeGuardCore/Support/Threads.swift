@@ -1,4 +1,5 @@
 import CNodeGuardLinux
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,7 +32,7 @@ public func startThread(name: String, stackSize: Int = 0,
     }, context)
     guard result == 0 else {
         Unmanaged<Start>.fromOpaque(context).release()
-        throw NodeGuardError(.ioFailure, "cannot start the \(name) thread: \(String(cString: strerror(result)))")
+        throw NodeGuardError(io: "cannot start the \(name) thread", Errno(rawValue: result))
     }
 }
 

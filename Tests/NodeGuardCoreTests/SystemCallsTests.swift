@@ -1,0 +1,70 @@
+import Foundation
+import SystemPackage
+import XCTest
+@testable import NodeGuardCore
+
+/// The POSIX layer (swift-system and `systemCall`): a failed call's errno
+/// stays typed inside the error, its message says what failed and why, and
+/// every descriptor NodeGuard creates is closed on exec from its creation.
+final class SystemCallsTests: XCTestCase {
+    private var directory = ""
+
+    override func setUpWithError() throws {
+        directory = try temporaryDirectory(for: self, "syscalls")
+    }
+
+    func testAFailedCallKeepsItsErrnoTypedAndSaysWhyInItsMessage() {
+        let missing = directory + "/missing/denylist.json"
+        do {
+            _ = try readFile(missing)
+            XCTFail("a missing file was read")
+        } catch {
+            XCTAssertEqual(error.code, .ioFailure)
+            XCTAssertEqual(error.errno?.rawValue, ENOENT)
+            XCTAssertEqual(error.message, "cannot read \(missing): No such file or directory")
+        }
+        // A write into a directory that is not there: ENOENT from creating the temporary file.
+        do {
+            try writeDurably(Array("x".utf8), to: missing)
+            XCTFail("wrote into a missing directory")
+        } catch {
+            XCTAssertEqual(error.errno?.rawValue, ENOENT, error.message)
+        }
+    }
+
+    /// A commit that lost a race is told by its errno, not by its text.
+    func testAnErrnoIsMatchedByValueNotByText() {
+        let error = NodeGuardError(io: "committing the IPv4 mangle table", .init(rawValue: EAGAIN), code: .netfilterFailure)
+        XCTAssertEqual(error.errno, .resourceTemporarilyUnavailable)
+        XCTAssertEqual(error.code, .netfilterFailure)
+        XCTAssertTrue(error.message.hasPrefix("committing the IPv4 mangle table: "), error.message)
+        XCTAssertNil(NodeGuardError(.conflict, "no system call here").errno)
+        XCTAssertNotEqual(error, NodeGuardError(error.code, error.message), "the errno is part of the error")
+    }
+
+    /// A runtime state file that is not there is an empty list; one that
+    /// cannot be read for another reason is an error, not an empty list.
+    func testOnlyAMissingRuntimeStateIsAnEmptyList() throws {
+        XCTAssertEqual(try RuntimeStateStore(directory: directory + "/none").load(), [])
+        let store = RuntimeStateStore(directory: directory)
+        XCTAssertEqual(mkdir(store.path, 0o700), 0, "a directory where the file should be")
+        XCTAssertThrowsError(try store.load()) { error in
+            XCTAssertEqual((error as? NodeGuardError)?.errno?.rawValue, EISDIR, "\(error)")
+        }
+    }
+
+    func testDescriptorsAreClosedOnExecFromTheirCreation() throws {
+        let pipe = try makePipe()
+        defer { close(pipe.read); close(pipe.write) }
+        let file = try FileDescriptor.openClosingOnExec(directory + "/file", .writeOnly, options: .create, permissions: .ownerReadWrite)
+        defer { file.closeQuietly() }
+        for fd in [pipe.read, pipe.write, file.rawValue] {
+            XCTAssertEqual(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC, "descriptor \(fd)")
+        }
+        // And a child started meanwhile has none of them.
+        let listing = try runProgram(["sh", "-c", "ls /proc/$$/fd"], timeout: .seconds(10))
+        XCTAssertEqual(listing.status, 0)
+        let inherited = Set(String(decoding: listing.stdout, as: UTF8.self).split(separator: "\n").compactMap { Int32($0) })
+        XCTAssertTrue(inherited.isDisjoint(with: [pipe.read, pipe.write, file.rawValue]), "inherited: \(inherited.sorted())")
+    }
+}
