@@ -82,7 +82,9 @@ let package = Package(
         // The protocol's typed answers, nodeguardctl's options, and what the CLI links.
         .testTarget(
             name: "NodeGuardControlTests",
-            dependencies: ["NodeGuardControl", "nodeguardctl"]
+            // NodeGuardCore only for runProgram (unpacking the .deb): the test
+            // target's dependencies do not reach the nodeguardctl binary.
+            dependencies: ["NodeGuardControl", "nodeguardctl", "NodeGuardCore"]
         ),
         // Root only: real kernel, real packets, in network namespaces the tests create.
         .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import NodeGuardCore
 import XCTest
 
 /// nodeguardctl talks to a socket: it must not link libiptc (libip4tc,
@@ -32,6 +33,24 @@ final class LinkageTests: XCTestCase {
         XCTAssertTrue(needed.contains { $0.hasPrefix("libc.so") }, "the reader found \(path)'s libraries: \(needed)")
         for library in Self.forbidden {
             XCTAssertFalse(needed.contains { $0.hasPrefix(library) }, "\(path) links \(library): \(needed)")
+        }
+    }
+
+    /// The release binary the .deb ships (static Swift runtime, stripped),
+    /// where scripts/test.sh built the package: the one operators run.
+    func testThePackagedNodeguardctlLinksNeitherLibiptcNorLibsystemd() throws {
+        guard let deb = ProcessInfo.processInfo.environment["NODEGUARD_DEB"] else {
+            throw XCTSkip("set NODEGUARD_DEB to the package (scripts/test.sh builds it)")
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ng-linkage-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let unpacked = try runProgram(["/usr/bin/dpkg-deb", "-x", deb, folder.path], timeout: .seconds(60))
+        XCTAssertEqual(unpacked.status, 0, String(decoding: unpacked.stderr, as: UTF8.self))
+        let path = folder.appendingPathComponent("usr/bin/nodeguardctl").path
+        let needed = try ELF.neededLibraries(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+        XCTAssertTrue(needed.contains { $0.hasPrefix("libc.so") }, "the reader found \(path)'s libraries: \(needed)")
+        for library in Self.forbidden {
+            XCTAssertFalse(needed.contains { $0.hasPrefix(library) }, "the packaged nodeguardctl links \(library): \(needed)")
         }
     }
 
