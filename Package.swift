@@ -75,6 +75,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The libFuzzer harness for the decoders of untrusted bytes; fuzz/run.sh
+        // builds it with the sanitizers and FUZZING (libFuzzer supplies main).
+        .executableTarget(
+            name: "nodeguard-fuzz",
+            dependencies: ["NodeGuardControl"],
+            path: "fuzz",
+            exclude: ["run.sh", "seeds"]
+        ),
         .testTarget(
             name: "NodeGuardCoreTests",
             dependencies: ["NodeGuardCore", "NodeGuardControl", .product(name: "SystemPackage", package: "swift-system")]

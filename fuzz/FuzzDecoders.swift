@@ -1,8 +1,21 @@
 // libFuzzer entry point for NodeGuard's two decoders of untrusted bytes: the
 // deny-list (a file anyone with write access to /etc/nodeguard can edit)
 // and the control protocol's request line (anyone allowed on the socket).
-// Built by fuzz/run.sh with `swiftc -sanitize=fuzzer,address` over the
-// model sources; a crash, a hang or a sanitizer report is a bug.
+// Built by fuzz/run.sh (SwiftPM, -sanitize=fuzzer,address, -DFUZZING) with
+// NodeGuardControl and what it depends on; a crash, a hang or a sanitizer
+// report is a bug.
+
+import NodeGuardControl
+
+#if !FUZZING
+/// In an ordinary build the harness is a program that says how to run it.
+@main
+enum FuzzDecodersHelp {
+    static func main() {
+        print("the libFuzzer harness; run it with: bash fuzz/run.sh [SECONDS]")
+    }
+}
+#endif
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzDecoders(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
