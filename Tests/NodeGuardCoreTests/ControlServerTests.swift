@@ -87,7 +87,7 @@ final class ControlServerTests: XCTestCase {
         var reader = UnixSocket.LineReader(fd: fd, limit: 1 << 20)
         for _ in 0..<4 {
             usleep(600_000)   // 2.4 s in all: more than one deadline, less than one per request
-            XCTAssertTrue(UnixSocket.writeAll(fd, ControlRequest.list.encoded()))
+            XCTAssertNoThrow(try UnixSocket.writeAll(fd, ControlRequest.list.encoded()))
             guard case .line(let line) = reader.next(until: .now + .seconds(5)) else { return XCTFail("no answer") }
             XCTAssertEqual(try ControlResponse.decode(line), .success(.string("list")))
         }

@@ -269,7 +269,7 @@ public final class ControlServer: Service, @unchecked Sendable {
                 text = ControlResponse.failure(NodeGuardError(.messageTooLarge,
                     "the answer to \(command) is \(text.utf8.count) bytes, more than the \(limits.maximumResponseBytes) bytes a client reads; ask for less (`nodeguardctl explain PORT` for one port), or read the metrics from `nodeguardd --metrics-textfile`")).encoded()
             }
-            guard UnixSocket.writeAll(fd, text, until: .now + limits.timeout) else { return }
+            do { try UnixSocket.writeAll(fd, text, until: .now + limits.timeout) } catch { return }
             deadline = .now + limits.timeout
         }
     }
