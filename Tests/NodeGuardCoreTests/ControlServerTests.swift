@@ -145,6 +145,9 @@ final class ControlServerTests: XCTestCase {
         let listener = try ControlServer.bind(directory + "/s.sock", group: nil)
         defer { close(listener) }
         let silent = Thread {
+            // The listener is non-blocking (the server polls it): wait for the client.
+            var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            _ = poll(&ready, 1, 5000)
             let fd = accept(listener, nil, nil)
             usleep(100_000)
             close(fd)

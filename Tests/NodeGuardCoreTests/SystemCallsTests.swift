@@ -58,13 +58,19 @@ final class SystemCallsTests: XCTestCase {
         defer { close(pipe.read); close(pipe.write) }
         let file = try FileDescriptor.openClosingOnExec(directory + "/file", .writeOnly, options: .create, permissions: .ownerReadWrite)
         defer { file.closeQuietly() }
-        for fd in [pipe.read, pipe.write, file.rawValue] {
+        let listener = try ControlServer.bind(directory + "/s.sock", group: nil)
+        defer { close(listener) }
+        let client = try UnixSocket.connect(directory + "/s.sock")
+        defer { close(client) }
+        for fd in [pipe.read, pipe.write, file.rawValue, listener, client] {
             XCTAssertEqual(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC, "descriptor \(fd)")
         }
+        // The server polls its listener, and accept() must not block on a client that gave up meanwhile.
+        XCTAssertEqual(fcntl(listener, F_GETFL) & O_NONBLOCK, O_NONBLOCK, "the listener is non-blocking from its creation")
         // And a child started meanwhile has none of them.
         let listing = try runProgram(["sh", "-c", "ls /proc/$$/fd"], timeout: .seconds(10))
         XCTAssertEqual(listing.status, 0)
         let inherited = Set(String(decoding: listing.stdout, as: UTF8.self).split(separator: "\n").compactMap { Int32($0) })
-        XCTAssertTrue(inherited.isDisjoint(with: [pipe.read, pipe.write, file.rawValue]), "inherited: \(inherited.sorted())")
+        XCTAssertTrue(inherited.isDisjoint(with: [pipe.read, pipe.write, file.rawValue, listener, client]), "inherited: \(inherited.sorted())")
     }
 }
