@@ -73,4 +73,25 @@ final class SystemCallsTests: XCTestCase {
         let inherited = Set(String(decoding: listing.stdout, as: UTF8.self).split(separator: "\n").compactMap { Int32($0) })
         XCTAssertTrue(inherited.isDisjoint(with: [pipe.read, pipe.write, file.rawValue, listener, client]), "inherited: \(inherited.sorted())")
     }
+
+    /// What nodeguardctl tells from connect's errno, and the deny-list's
+    /// missing-file message, no longer depend on the global errno.
+    func testConnectAndLoadFailuresCarryTheirErrno() throws {
+        let nothing = capturedError { () throws(NodeGuardError) in try UnixSocket.connect(directory + "/none.sock") }
+        XCTAssertEqual(nothing?.errno, .noSuchFileOrDirectory)
+        XCTAssertEqual(nothing?.message, "cannot connect to \(directory)/none.sock: No such file or directory")
+        let stale = directory + "/stale.sock"
+        close(try ControlServer.bind(stale, group: nil))   // a daemon that died leaves its socket behind
+        XCTAssertEqual(capturedError { () throws(NodeGuardError) in try UnixSocket.connect(stale) }?.errno, .connectionRefused)
+        let listener = try ControlServer.bind(stale, group: nil)   // and the next one replaces it
+        defer { close(listener) }
+        XCTAssertEqual(capturedError { () throws(NodeGuardError) in try ControlServer.bind(stale, group: nil) }?.code, .conflict,
+                       "a socket someone answers on is not taken over")
+
+        let missing = directory + "/denylist.json"
+        let error = capturedError { () throws(NodeGuardError) in try DenyListCodec.load(missing) }
+        XCTAssertEqual(error?.code, .ioFailure)
+        XCTAssertEqual(error?.errno, .noSuchFileOrDirectory)
+        XCTAssertEqual(error?.message, "deny-list \(missing) does not exist; create it (an empty list is {\"version\": 1, \"blocked\": []}) or pass --config")
+    }
 }
