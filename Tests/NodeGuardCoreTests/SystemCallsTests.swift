@@ -74,6 +74,16 @@ final class SystemCallsTests: XCTestCase {
         XCTAssertTrue(inherited.isDisjoint(with: [pipe.read, pipe.write, file.rawValue, listener, client]), "inherited: \(inherited.sorted())")
     }
 
+    /// Every error libiptc's errno becomes keeps it, whatever message it gets.
+    func testNetfilterErrorsKeepTheirErrno() {
+        for code in [EPERM, EACCES, ENOPROTOOPT, EAGAIN, EINVAL] {
+            XCTAssertEqual(netfilterError(code, family: .ipv4, doing: "committing").errno, Errno(rawValue: code), "errno \(code)")
+        }
+        XCTAssertEqual(netfilterError(EPERM, family: .ipv6, doing: "committing").code, .permissionDenied)
+        XCTAssertEqual(netfilterError(ENOPROTOOPT, family: .ipv6, doing: "committing").code, .netfilterUnavailable)
+        XCTAssertEqual(netfilterError(EAGAIN, family: .ipv4, doing: "committing").code, .netfilterFailure)
+    }
+
     /// What nodeguardctl tells from connect's errno, and the deny-list's
     /// missing-file message, no longer depend on the global errno.
     func testConnectAndLoadFailuresCarryTheirErrno() throws {
