@@ -6,7 +6,7 @@ import Glibc
 
 /// Blocking Unix stream socket helpers shared by the control server and client.
 package enum UnixSocket {
-    package static func address(_ path: String) throws(NodeGuardError) -> sockaddr_un {
+    private static func address(_ path: String) throws(NodeGuardError) -> sockaddr_un {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -25,24 +25,33 @@ package enum UnixSocket {
     /// connect's errno: callers tell "nothing there" (ENOENT, ECONNREFUSED)
     /// from "not allowed" (EACCES) by it.
     package static func connect(_ path: String) throws(NodeGuardError) -> Int32 {
+        try socket(path, creating: "cannot create a socket", calling: "cannot connect to \(path)") { Glibc.connect($0, $1, $2) }
+    }
+
+    /// A stream socket, closed on exec from its creation (and `flags`, such
+    /// as SOCK_NONBLOCK), on which `call` (connect or bind) has succeeded
+    /// with `path`'s address. The errors say `creating` or `calling` and keep
+    /// the errno; the socket is closed if `call` fails.
+    package static func socket(
+        _ path: String, flags: Int32 = 0, creating: String, calling: String,
+        _ call: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32
+    ) throws(NodeGuardError) -> Int32 {
         var address = try address(path)
         let fd: Int32
         do {
-            fd = try systemCall { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            fd = try systemCall { Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | flags, 0) }
         } catch {
-            throw NodeGuardError(io: "cannot create a socket", error)
+            throw NodeGuardError(io: creating, error)
         }
         do {
             _ = try systemCall {
                 withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                    }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
                 }
             }
         } catch {
             close(fd)
-            throw NodeGuardError(io: "cannot connect to \(path)", error)
+            throw NodeGuardError(io: calling, error)
         }
         return fd
     }

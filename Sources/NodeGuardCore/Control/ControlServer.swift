@@ -126,27 +126,10 @@ public final class ControlServer: Service, @unchecked Sendable {
             // If it cannot be removed, bind says why.
             try? removeFile(path)
         }
-        var address = try UnixSocket.address(path)
         // Non-blocking: poll() says when to accept, and a client that gave up
         // in between must not block the loop in accept().
-        let fd: Int32
-        do {
-            fd = try systemCall { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
-        } catch {
-            throw NodeGuardError(io: "cannot create the control socket", error)
-        }
-        do {
-            _ = try systemCall {
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                    }
-                }
-            }
-        } catch {
-            close(fd)
-            throw NodeGuardError(io: "cannot bind the control socket \(path)", error)
-        }
+        let fd = try UnixSocket.socket(path, flags: Int32(SOCK_NONBLOCK.rawValue), creating: "cannot create the control socket",
+                                       calling: "cannot bind the control socket \(path)") { Glibc.bind($0, $1, $2) }
         // 0660: root and the control group, if it exists.
         chmod(path, 0o660)
         if let group { chown(path, 0, group) }
