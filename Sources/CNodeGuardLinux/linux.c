@@ -18,6 +18,10 @@
 _Static_assert(sizeof(pid_t) == sizeof(int32_t), "pid_t is 32 bits");
 _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t), "uid_t and gid_t are 32 bits");
 
+int nglinux_accept_closing_on_exec(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
 int nglinux_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
     struct ucred credentials;
     socklen_t length = sizeof(credentials);

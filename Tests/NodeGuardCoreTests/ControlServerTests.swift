@@ -87,7 +87,7 @@ final class ControlServerTests: XCTestCase {
         var reader = UnixSocket.LineReader(fd: fd, limit: 1 << 20)
         for _ in 0..<4 {
             usleep(600_000)   // 2.4 s in all: more than one deadline, less than one per request
-            XCTAssertTrue(UnixSocket.writeAll(fd, ControlRequest.list.encoded()))
+            XCTAssertNoThrow(try UnixSocket.writeAll(fd, ControlRequest.list.encoded()))
             guard case .line(let line) = reader.next(until: .now + .seconds(5)) else { return XCTFail("no answer") }
             XCTAssertEqual(try ControlResponse.decode(line), .success(.string("list")))
         }
@@ -145,6 +145,9 @@ final class ControlServerTests: XCTestCase {
         let listener = try ControlServer.bind(directory + "/s.sock", group: nil)
         defer { close(listener) }
         let silent = Thread {
+            // The listener is non-blocking (the server polls it): wait for the client.
+            var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            _ = poll(&ready, 1, 5000)
             let fd = accept(listener, nil, nil)
             usleep(100_000)
             close(fd)

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 @testable import NodeGuardCore
 
 /// An in-memory `NetfilterBackend`, as knftables ships a fake: tables of
@@ -125,29 +126,38 @@ final class FakeNetfilterBackend: NetfilterBackend, @unchecked Sendable {
             var edited = table
             for (number, edit) in repair.edits.enumerated() {
                 if number == failAtEdit {
-                    throw NodeGuardError(.netfilterFailure, "\(edit) in the fake \(family.rawValue) \(name) table: refused (injected)")
+                    throw NodeGuardError(.netfilterFailure, "\(edit) in the fake \(family.rawValue) \(name) table: refused (injected)", errno: .invalidArgument)
                 }
                 try Self.apply(edit, to: &edited, family: family, table: name)
             }
             beforeCommit?(self, key)
-            if refusesCommit(key) {
-                throw NodeGuardError(.netfilterFailure, "committing the fake \(family.rawValue) \(name) table: refused (injected)")
-            }
-            let committed: Bool = lock.withLock {
-                guard generations[key, default: 0] == generation else { return false }
-                tables[key] = edited
-                generations[key, default: 0] += 1
-                return true
-            }
-            if committed {
+            do throws(NodeGuardError) {
+                try commit(edited, to: key, readAt: generation)
                 commits += 1
                 return TransactionOutcome(repair: repair, committed: true, fingerprint: try? ownedFingerprint(name, family))
+            } catch {
+                // As LibIPTCBackend: only a commit that lost a race is planned again, told by its errno.
+                guard error.errno == .resourceTemporarilyUnavailable && attempt < commitAttempts else { throw error }
+                attempt += 1
             }
-            guard attempt < commitAttempts else {
-                throw NodeGuardError(.netfilterFailure, "committing the fake \(family.rawValue) \(name) table: Resource temporarily unavailable (errno 11)")
-            }
-            attempt += 1
         }
+    }
+
+    /// Swaps `table` in, failing as the kernel does: EAGAIN when the table
+    /// changed since it was read at `generation`, another errno when refused.
+    private func commit(_ table: Table, to key: TableKey, readAt generation: Int) throws(NodeGuardError) {
+        let action = "committing the fake \(key.family.rawValue) \(key.name) table"
+        if refusesCommit(key) {
+            throw NodeGuardError(.netfilterFailure, "\(action): refused (injected)", errno: .invalidArgument)
+        }
+        let committed: Bool = lock.withLock {
+            guard generations[key, default: 0] == generation else { return false }
+            tables[key] = table
+            generations[key, default: 0] += 1
+            return true
+        }
+        // The error LibIPTCBackend makes of libiptc's EAGAIN, errno and message.
+        guard committed else { throw netfilterError(EAGAIN, family: key.family, doing: action) }
     }
 
     func holdingLock<T>(wait: Duration, _ body: () throws(NodeGuardError) -> T) throws(NodeGuardError) -> T {

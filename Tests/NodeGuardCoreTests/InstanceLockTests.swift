@@ -25,6 +25,8 @@ final class InstanceLockTests: XCTestCase {
                           error?.message ?? "no error")
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory + "/state"), [], "the lock writes nothing")
+        // The xtables lock names its holder from /proc/locks through the same FlockHolder.
+        XCTAssertEqual(XtablesLock.holder(of: directory + "/state")?.pid, getpid())
         withExtendedLifetime(first) {}
         first = nil
         XCTAssertNotNil(try InstanceLock.acquireIfPresent(stateDirectory: directory + "/state"), "released with its holder")

@@ -1,3 +1,4 @@
+import SystemPackage
 import XCTest
 @testable import NodeGuardCore
 
@@ -133,6 +134,7 @@ final class ReconcilerTests: XCTestCase {
         }
         let error = capturedError { () throws(NodeGuardError) in try reconciler.apply(entries) }
         XCTAssertEqual(error?.code, .netfilterFailure)
+        XCTAssertEqual(error?.errno, .resourceTemporarilyUnavailable, "a lost race is told by its errno, as libiptc's EAGAIN")
         XCTAssertEqual(backend.transactions, backend.commitAttempts)
         XCTAssertEqual(backend.commits, 0)
         XCTAssertNil(backend.table("mangle", .ipv4)?.rules["NODEGUARD"], "nothing of NodeGuard's was committed")

@@ -5,6 +5,10 @@
 
 #include <stdint.h>
 
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): the connection is closed on exec
+/// from its creation. Returns it, or -1 with errno set.
+int nglinux_accept_closing_on_exec(int fd);
+
 /// The peer of a connected Unix socket as the kernel recorded it at connect()
 /// (SO_PEERCRED). Returns 0, or -1 with errno set.
 int nglinux_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import SystemPackage
 
 // Reading files for the deny-list and the runtime state (the daemon) and
@@ -18,21 +17,18 @@ package func readFile(_ path: String) throws(NodeGuardError) -> [UInt8] {
     return bytes
 }
 
-/// The error for a call that just failed and left its errno: `action` and
-/// why, the errno kept typed. Code not yet on swift-system uses it; `io`
-/// and `NodeGuardError(io:_:)` are the typed ways.
-package func ioError(_ action: String) -> NodeGuardError {
-    NodeGuardError(io: action, .current)
-}
-
 extension DenyListCodec {
     /// Reads and decodes the deny-list file at `path` (the daemon's `--config`,
     /// `nodeguardctl validate`).
     public static func load(_ path: String) throws(NodeGuardError) -> DenyList {
-        guard FileManager.default.fileExists(atPath: path) else {
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(path)
+        } catch where error.errno == .noSuchFileOrDirectory {
             throw NodeGuardError(.ioFailure,
-                "deny-list \(path) does not exist; create it (an empty list is {\"version\": 1, \"blocked\": []}) or pass --config")
+                "deny-list \(path) does not exist; create it (an empty list is {\"version\": 1, \"blocked\": []}) or pass --config",
+                errno: .noSuchFileOrDirectory)
         }
-        return try decode(readFile(path), source: path)
+        return try decode(bytes, source: path)
     }
 }

@@ -1,3 +1,5 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,7 +20,7 @@ public struct ControlClient: Sendable {
         do {
             fd = try UnixSocket.connect(socketPath)
         } catch {
-            if errno == EACCES || errno == EPERM {
+            if error.errno == .permissionDenied || error.errno == .notPermitted {
                 throw NodeGuardError(.permissionDenied,
                     "may not connect to nodeguardd at \(socketPath) (\(error.message)); it serves root and members of its group (nodeguard by default): ask an administrator to add you to it, or use sudo")
             }
@@ -29,19 +31,19 @@ public struct ControlClient: Sendable {
         UnixSocket.setTimeouts(fd, seconds: timeoutSeconds)
         // A daemon that refuses the connection (busy, not allowed) answers and
         // closes before reading the request, so the write may fail: read its answer anyway.
-        let sent = UnixSocket.writeAll(fd, request.encoded())
-        let sendError = errno
+        var sendError: Errno?
+        do { try UnixSocket.writeAll(fd, request.encoded()) } catch { sendError = error }
         var reader = UnixSocket.LineReader(fd: fd, limit: ControlProtocol.maximumResponseBytes)
         switch reader.next() {
         case .line(let line): return try ControlResponse.decode(line)
         case .tooLong:
             throw NodeGuardError(.messageTooLarge,
                 "nodeguardd's answer is longer than the \(ControlProtocol.maximumResponseBytes) bytes a client reads; is the daemon newer than this nodeguardctl?")
-        case .failed(let code) where sent && (code == EAGAIN || code == EWOULDBLOCK):
+        case .failed(.resourceTemporarilyUnavailable) where sendError == nil:   // SO_RCVTIMEO passed
             throw NodeGuardError(.noAnswer,
                 "nodeguardd at \(socketPath) took the request but did not answer within \(timeoutSeconds) s; it may be overloaded or stuck: see `journalctl -u nodeguardd`")
         case .failed, .endOfStream, .timedOut:
-            let why = sent ? "" : " (sending the request: \(String(cString: strerror(sendError))))"
+            let why = sendError.map { " (sending the request: \($0))" } ?? ""
             throw NodeGuardError(.noAnswer,
                 "nodeguardd at \(socketPath) closed the connection without an answer\(why); retry, and see `journalctl -u nodeguardd` if it goes on")
         }

@@ -1,10 +1,12 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Blocking Unix stream socket helpers shared by the control server and client.
 package enum UnixSocket {
-    package static func address(_ path: String) throws(NodeGuardError) -> sockaddr_un {
+    private static func address(_ path: String) throws(NodeGuardError) -> sockaddr_un {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -19,21 +21,37 @@ package enum UnixSocket {
         return address
     }
 
+    /// A connected socket, closed on exec from its creation. The error keeps
+    /// connect's errno: callers tell "nothing there" (ENOENT, ECONNREFUSED)
+    /// from "not allowed" (EACCES) by it.
     package static func connect(_ path: String) throws(NodeGuardError) -> Int32 {
+        try socket(path, creating: "cannot create a socket", calling: "cannot connect to \(path)") { Glibc.connect($0, $1, $2) }
+    }
+
+    /// A stream socket, closed on exec from its creation (and `flags`, such
+    /// as SOCK_NONBLOCK), on which `call` (connect or bind) has succeeded
+    /// with `path`'s address. The errors say `creating` or `calling` and keep
+    /// the errno; the socket is closed if `call` fails.
+    package static func socket(
+        _ path: String, flags: Int32 = 0, creating: String, calling: String,
+        _ call: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32
+    ) throws(NodeGuardError) -> Int32 {
         var address = try address(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ioError("cannot create a socket") }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
+        let fd: Int32
+        do {
+            fd = try systemCall { Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | flags, 0) }
+        } catch {
+            throw NodeGuardError(io: creating, error)
         }
-        guard result == 0 else {
-            let code = errno
-            let error = ioError("cannot connect to \(path)")
+        do {
+            _ = try systemCall {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
+            }
+        } catch {
             close(fd)
-            errno = code   // callers tell "nothing there" from "not allowed" by it
-            throw error
+            throw NodeGuardError(io: calling, error)
         }
         return fd
     }
@@ -44,29 +62,25 @@ package enum UnixSocket {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// Sends `text` and a newline. With a deadline, gives up (false) when the
-    /// peer has not taken it all by then, however slowly it reads.
-    package static func writeAll(_ fd: Int32, _ text: String, until deadline: ContinuousClock.Instant? = nil) -> Bool {
+    /// Sends `text` and a newline. With a deadline, gives up (`.timedOut`)
+    /// when the peer has not taken it all by then, however slowly it reads.
+    package static func writeAll(_ fd: Int32, _ text: String, until deadline: ContinuousClock.Instant? = nil) throws(Errno) {
         var bytes = Array(text.utf8)
         bytes.append(UInt8(ascii: "\n"))
+        // MSG_NOSIGNAL: a peer that went away is EPIPE here, not SIGPIPE for the process.
+        let flags = Int32(MSG_NOSIGNAL) | (deadline == nil ? 0 : Int32(MSG_DONTWAIT))
         var sent = 0
         while sent < bytes.count {
             if let deadline {
-                guard let wait = millisecondsLeft(until: deadline) else { return false }
-                var ready = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                let polled = poll(&ready, 1, wait)
-                if polled < 0 && errno != EINTR { return false }
-                if polled <= 0 { continue }
+                guard try wait(fd, for: POLLOUT, until: deadline) else { throw .timedOut }
             }
-            let flags = Int32(MSG_NOSIGNAL) | (deadline == nil ? 0 : Int32(MSG_DONTWAIT))
-            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, flags) }
-            if n < 0 {
-                if errno == EINTR || (deadline != nil && (errno == EAGAIN || errno == EWOULDBLOCK)) { continue }
-                return false
+            do {
+                let n = try systemCall { bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, flags) } }
+                sent += n
+            } catch where deadline != nil && error == .resourceTemporarilyUnavailable {
+                // Ready, then full again: wait once more.
             }
-            sent += n
         }
-        return true
     }
 
     /// One line for a peer about to be closed: sent only if the socket takes
@@ -84,13 +98,25 @@ package enum UnixSocket {
         return Int32(clamping: max(1, ms))
     }
 
+    /// Waits until `fd` is ready for `events` (true) or `deadline` passes
+    /// (false); a signal does not end the wait, nor extend it.
+    package static func wait(_ fd: Int32, for events: Int32, until deadline: ContinuousClock.Instant) throws(Errno) -> Bool {
+        while let milliseconds = millisecondsLeft(until: deadline) {
+            var ready = pollfd(fd: fd, events: Int16(events), revents: 0)
+            do {
+                if try systemCall(retryOnInterrupt: false, { poll(&ready, 1, milliseconds) }) > 0 { return true }
+            } catch where error == .interrupted {}
+        }
+        return false
+    }
+
     package enum ReadResult {
         case line([UInt8])
         case endOfStream
         case tooLong
         /// The deadline passed before a whole line arrived.
         case timedOut
-        case failed(Int32)
+        case failed(Errno)
     }
 
     /// Reads lines from a socket, at most `limit` bytes each.
@@ -121,17 +147,12 @@ package enum UnixSocket {
                 }
                 scanned = buffer.count
                 if buffer.count > limit { return .tooLong }
-                if let deadline {
-                    guard let wait = millisecondsLeft(until: deadline) else { return .timedOut }
-                    var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                    let polled = poll(&ready, 1, wait)
-                    if polled < 0 && errno != EINTR { return .failed(errno) }
-                    if polled <= 0 { continue }
-                }
-                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return .failed(errno)
+                let n: Int
+                do {
+                    if let deadline, try !UnixSocket.wait(fd, for: POLLIN, until: deadline) { return .timedOut }
+                    n = try systemCall { chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }
+                } catch {
+                    return .failed(error)
                 }
                 if n == 0 {
                     // A last line without its newline still counts (the peer half-closed).

@@ -1,5 +1,5 @@
 import CNodeGuardIPTC
-import FoundationEssentials
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -44,8 +44,8 @@ public struct LibIPTCBackend: NetfilterBackend {
 
     public func tableExists(_ name: String, _ family: AddressFamily) -> Bool {
         let file = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return false }
-        return text.split(separator: "\n").contains(Substring(name))
+        guard let bytes = try? readFile(file) else { return false }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").contains(Substring(name))
     }
 
     public func holdingLock<T>(wait: Duration, _ body: () throws(NodeGuardError) -> T) throws(NodeGuardError) -> T {
@@ -86,7 +86,7 @@ public struct LibIPTCBackend: NetfilterBackend {
                     return TransactionOutcome(repair: repair, committed: true, fingerprint: readBack())
                 } catch {
                     // A writer that ignores the lock changed the table between our read and commit.
-                    guard table.lastErrno == EAGAIN && attempt < commitAttempts else { throw error }
+                    guard error.errno == .resourceTemporarilyUnavailable && attempt < commitAttempts else { throw error }
                     attempt += 1
                 }
             }
@@ -94,19 +94,23 @@ public struct LibIPTCBackend: NetfilterBackend {
     }
 }
 
-/// Turns an errno from libiptc into an error an operator can act on.
+/// Turns an errno from libiptc into an error an operator can act on; the
+/// errno stays in it, typed, for the code that tells one from another.
 func netfilterError(_ code: Int32, family: AddressFamily, doing action: String) -> NodeGuardError {
     let tool = family == .ipv4 ? "iptables" : "ip6tables"
+    let errno = Errno(rawValue: code)
     switch code {
     case EPERM, EACCES:
         return NodeGuardError(.permissionDenied,
-            "\(action): permission denied; NodeGuard needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root or grant the capabilities)")
+            "\(action): permission denied; NodeGuard needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root or grant the capabilities)",
+            errno: errno)
     case ENOPROTOOPT:
         return NodeGuardError(.netfilterUnavailable,
-            "\(action): this kernel has no legacy \(tool) (ENOPROTOOPT); NodeGuard needs the \(family == .ipv4 ? "ip_tables and iptable_mangle" : "ip6_tables and ip6table_mangle") modules (CONFIG_\(family == .ipv4 ? "IP" : "IP6")_NF_IPTABLES, CONFIG_\(family == .ipv4 ? "IP" : "IP6")_NF_MANGLE)")
+            "\(action): this kernel has no legacy \(tool) (ENOPROTOOPT); NodeGuard needs the \(family == .ipv4 ? "ip_tables and iptable_mangle" : "ip6_tables and ip6table_mangle") modules (CONFIG_\(family == .ipv4 ? "IP" : "IP6")_NF_IPTABLES, CONFIG_\(family == .ipv4 ? "IP" : "IP6")_NF_MANGLE)",
+            errno: errno)
     default:
         let text = String(cString: ngiptc_strerror(family == .ipv4 ? AF_INET : AF_INET6, code))
-        return NodeGuardError(.netfilterFailure, "\(action): \(text) (errno \(code))")
+        return NodeGuardError(.netfilterFailure, "\(action): \(text) (errno \(code))", errno: errno)
     }
 }
 
@@ -115,7 +119,6 @@ func netfilterError(_ code: Int32, family: AddressFamily, doing action: String) 
 final class IPTCTable: TableView {
     let family: AddressFamily
     private var table: OpaquePointer?
-    private(set) var lastErrno: Int32 = 0
     /// libiptc's copy cannot say; `transact` reads the kernel for it.
     var ownedFingerprint: TableFingerprint? { nil }
 
@@ -141,7 +144,6 @@ final class IPTCTable: TableView {
 
     private func check(_ status: Int32, _ error: Int32, _ action: @autoclosure () -> String) throws(NodeGuardError) {
         guard status < 0 else { return }
-        lastErrno = error
         throw netfilterError(error, family: family, doing: "\(action()) in the \(familyName) \(tableName) table")
     }
 

@@ -1,4 +1,4 @@
-import FoundationEssentials
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -38,22 +38,15 @@ public enum XtablesLock {
             defer { leave(path) }
             return try body()
         }
-        let fd = open(path, O_CREAT | O_RDONLY | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            let reason = String(cString: strerror(errno))
-            throw NodeGuardError(.ioFailure, "cannot open the xtables lock \(path): \(reason)")
+        let fd = try io("cannot open the xtables lock \(path)") {
+            try FileDescriptor.openClosingOnExec(path, .readOnly, options: .create, permissions: .ownerReadWrite)
         }
         // Closing the descriptor releases the flock.
-        defer { close(fd) }
+        defer { fd.closeQuietly() }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var pause: useconds_t = 200
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let error = errno
-            if error == EINTR { continue }
-            guard error == EWOULDBLOCK else {
-                throw NodeGuardError(.ioFailure, "cannot lock \(path): \(String(cString: strerror(error)))")
-            }
+        while try !io("cannot lock \(path)", { try fd.tryLockExclusively() }) {
             if clock.now >= deadline { throw busy(path, waited: timeout) }
             usleep(pause)
             pause = min(pause * 2, 20_000)
@@ -89,24 +82,7 @@ public enum XtablesLock {
     /// Who holds the lock on `path`, from /proc/locks, or nil if nobody (or
     /// it cannot be told).
     public static func holder(of path: String) -> (pid: Int32, command: String)? {
-        var info = stat()
-        guard stat(path, &info) == 0, let text = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return nil }
-        let device = UInt64(info.st_dev)
-        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
-        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
-        let id = "\(hex2(major)):\(hex2(minor)):\(info.st_ino)"
-        // "1: FLOCK  ADVISORY  WRITE 1234 00:19:5678 0 EOF"; waiters carry "->".
-        for line in text.split(separator: "\n") where !line.contains("->") {
-            let fields = line.split(separator: " ")
-            guard fields.count >= 6, fields[5] == Substring(id), let pid = Int32(fields[4]) else { continue }
-            let command = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingWhitespace ?? "?"
-            return (pid, command)
-        }
-        return nil
-    }
-
-    private static func hex2(_ value: UInt64) -> String {
-        let text = String(value, radix: 16)
-        return text.count < 2 ? "0" + text : text
+        guard let info = try? FilePath(path).stat(), let pid = FlockHolder.pid(of: info) else { return nil }
+        return (pid, FlockHolder.processName(pid) ?? "?")
     }
 }

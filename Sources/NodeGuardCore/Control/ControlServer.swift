@@ -1,7 +1,7 @@
 import CNodeGuardLinux
-import FoundationEssentials
 import Logging
 import ServiceLifecycle
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -48,7 +48,7 @@ public final class ControlServer: Service, @unchecked Sendable {
     /// False when systemd passed the socket: then systemd owns the path.
     private let ownsPath: Bool
     /// Written to on shutdown to wake the accept loop's poll().
-    private let wake: (read: Int32, write: Int32)
+    private let wake: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
     private let handler: Handler
     private let logger: Logger
     private let access: ControlAccess
@@ -70,6 +70,8 @@ public final class ControlServer: Service, @unchecked Sendable {
         self.access = access
         self.limits = limits
         if let passed = try SocketActivation.listeningUnixSocket() {
+            // Made non-blocking here, as `bind` makes its own at creation (see there).
+            _ = fcntl(passed, F_SETFL, fcntl(passed, F_GETFL) | O_NONBLOCK)
             listener = passed
             ownsPath = false
             logger.info("using the control socket passed by systemd (socket activation)")
@@ -77,13 +79,11 @@ public final class ControlServer: Service, @unchecked Sendable {
             listener = try Self.bind(path, group: access.groupID)
             ownsPath = true
         }
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw ioError("cannot create the control server's wake-up pipe") }
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        wake = (fds[0], fds[1])
-        // poll() says when to accept; non-blocking so a client that gave up in
-        // between cannot block the loop.
-        _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+        do {
+            wake = try FileDescriptor.closeOnExecPipe()
+        } catch {
+            throw NodeGuardError(io: "cannot create the control server's wake-up pipe", error)
+        }
     }
 
     /// For a handler that must await (tests that stand in for the loop):
@@ -115,34 +115,29 @@ public final class ControlServer: Service, @unchecked Sendable {
                 throw NodeGuardError(.ioFailure, "cannot create \(directory) for the control socket: \(error.message)")
             }
         }
-        if FileManager.default.fileExists(atPath: path) {
-            // A socket someone still answers on belongs to a running daemon; a dead one is stale.
-            if let fd = try? UnixSocket.connect(path) {
-                close(fd)
-                throw NodeGuardError(.conflict, "another nodeguardd is already serving \(path)")
-            }
-            unlink(path)
-        }
-        var address = try UnixSocket.address(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ioError("cannot create the control socket") }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard bound == 0 else {
-            let error = ioError("cannot bind the control socket \(path)")
+        // A socket someone still answers on belongs to a running daemon; one
+        // nobody answers on is stale; ENOENT: nothing is there.
+        do throws(NodeGuardError) {
+            let fd = try UnixSocket.connect(path)
             close(fd)
-            throw error
+            throw NodeGuardError(.conflict, "another nodeguardd is already serving \(path)")
+        } catch where error.errno == .noSuchFileOrDirectory {
+        } catch where error.errno != nil {
+            // If it cannot be removed, bind says why.
+            try? removeFile(path)
         }
+        // Non-blocking: poll() says when to accept, and a client that gave up
+        // in between must not block the loop in accept().
+        let fd = try UnixSocket.socket(path, flags: Int32(SOCK_NONBLOCK.rawValue), creating: "cannot create the control socket",
+                                       calling: "cannot bind the control socket \(path)") { Glibc.bind($0, $1, $2) }
         // 0660: root and the control group, if it exists.
         chmod(path, 0o660)
         if let group { chown(path, 0, group) }
-        guard listen(fd, 128) == 0 else {
-            let error = ioError("cannot listen on \(path)")
+        do {
+            _ = try systemCall { listen(fd, 128) }
+        } catch {
             close(fd)
-            throw error
+            throw NodeGuardError(io: "cannot listen on \(path)", error)
         }
         return fd
     }
@@ -156,37 +151,43 @@ public final class ControlServer: Service, @unchecked Sendable {
         try? await gracefulShutdown()
         // Connections in progress finish on their own. A socket systemd passed
         // must not be shut down: systemd keeps listening on it.
-        var byte: UInt8 = 1
-        _ = write(wake.write, &byte, 1)
+        _ = try? wake.writeEnd.writeAll([1])
         for await _ in finished.stream {}
         close(listener)
-        close(wake.read)
-        close(wake.write)
+        wake.readEnd.closeQuietly()
+        wake.writeEnd.closeQuietly()
         if ownsPath { unlink(path) }
     }
 
     private func acceptLoop() {
         while true {
             var events = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-                          pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
-            if poll(&events, 2, -1) < 0 {
-                if errno == EINTR { continue }
-                logger.critical("control socket: poll failed: \(String(cString: strerror(errno)))")
+                          pollfd(fd: wake.readEnd.rawValue, events: Int16(POLLIN), revents: 0)]
+            do {
+                _ = try systemCall { poll(&events, 2, -1) }
+            } catch {
+                logger.critical("control socket: poll failed: \(error)")
                 return
             }
             if events[1].revents != 0 { return }   // shutting down
-            let fd = accept(listener, nil, nil)
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EAGAIN || errno == EWOULDBLOCK { continue }
-                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
-                    logger.error("control socket: accept failed: \(String(cString: strerror(errno))); pausing")
+            let fd: Int32
+            do {
+                // Closed on exec from the start: a child started meanwhile
+                // (iptables-legacy-save, ...) must not hold a client's connection.
+                fd = try systemCall { nglinux_accept_closing_on_exec(listener) }
+            } catch {
+                switch error {
+                case .connectionAbort, .resourceTemporarilyUnavailable:   // the client gave up first (EWOULDBLOCK is EAGAIN)
+                    continue
+                case .tooManyOpenFiles, .tooManyOpenFilesInSystem, .noBufferSpace, .noMemory:
+                    logger.error("control socket: accept failed: \(error); pausing")
                     usleep(100_000)
                     continue
+                default:
+                    logger.critical("control socket: accept failed: \(error)")
+                    return
                 }
-                logger.critical("control socket: accept failed: \(String(cString: strerror(errno)))")
-                return
             }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             let peer = ControlAccess.peer(of: fd)
             if let refusal = access.check(peer) {
                 UnixSocket.sendNow(fd, ControlResponse.failure(refusal).encoded())
@@ -269,7 +270,7 @@ public final class ControlServer: Service, @unchecked Sendable {
                 text = ControlResponse.failure(NodeGuardError(.messageTooLarge,
                     "the answer to \(command) is \(text.utf8.count) bytes, more than the \(limits.maximumResponseBytes) bytes a client reads; ask for less (`nodeguardctl explain PORT` for one port), or read the metrics from `nodeguardd --metrics-textfile`")).encoded()
             }
-            guard UnixSocket.writeAll(fd, text, until: .now + limits.timeout) else { return }
+            do { try UnixSocket.writeAll(fd, text, until: .now + limits.timeout) } catch { return }
             deadline = .now + limits.timeout
         }
     }
