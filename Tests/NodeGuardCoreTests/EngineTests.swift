@@ -268,6 +268,13 @@ final class EngineTests: XCTestCase {
         clock.advance(.seconds(1))
         engine.watchTick(deep: true)
         XCTAssertTrue(logs.all.contains { $0.contains("fight") }, "\(logs.all)")
+        let status = try assertAnswerReadsAsItself(.status, as: StatusReport.self)
+        XCTAssertFalse(status.healthy, "a fight needs a person")
+        XCTAssertEqual(status.fights?.map(\.chain), ["PREROUTING"])
+        XCTAssertEqual(status.fights?.first?.holding, "raw")
+        XCTAssertTrue(status.fights?.first?.culprit.contains("other agent") ?? false, "\(String(describing: status.fights))")
+        XCTAssertTrue(engine.statusLine.hasPrefix("FIGHT with "), engine.statusLine)
+        XCTAssertTrue(try auditActions().contains("fight-start"))
         for family in [AddressFamily.ipv4, .ipv6] {
             XCTAssertEqual(backend.rules("raw", family, "PREROUTING").first?.spec, RulePlanner.rawHookRule, "\(family)")
         }

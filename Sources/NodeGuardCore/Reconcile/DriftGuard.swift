@@ -76,7 +76,7 @@ final class DriftGuard {
     /// What the guard knows, for the reports.
     var state: DriftState {
         DriftState(lastVerify: lastVerify, lastVerifyDuration: lastVerifyDuration, repairCount: repairCount,
-                   fullReadCount: fullReadCount, lastError: lastError, fights: fights.ordered, repairPending: repairPending,
+                   fullReadCount: fullReadCount, lastError: lastError, fights: fights.ordered.map(fightReport), repairPending: repairPending,
                    lockWait: lockWaitSince.map { ($0, reconciler.backend.lockHolder) },
                    deepCheckInterval: deepCheckInterval, quickChecks: watch.quickChecks, deepChecks: watch.deepChecks)
     }
@@ -244,16 +244,16 @@ final class DriftGuard {
                 \(fight.displacements) times; NodeGuard stops moving its jump back there \
                 (next try in \(fight.backoff))\(hold). \(Self.fightAdvice)
                 """, metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            audit.record("fight-start", from: .daemon, details: Self.fightDetails(fight))
+            audit.record("fight-start", from: .daemon, details: fightDetails(fight))
         case .continued(let fight):
             logger.warning("fight: '\(fight.displacement.culprit)' pushed NodeGuard's jump down again in \(fight.displacement.site); next try in \(fight.backoff)",
                            metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            audit.record("fight-continued", from: .daemon, details: Self.fightDetails(fight))
+            audit.record("fight-continued", from: .daemon, details: fightDetails(fight))
         case .ended(let fight):
             let lift = fight.displacement.site.table == "mangle" && !fights.holding ? "; lifting the raw-table hold" : ""
             logger.info("fight over in \(fight.displacement.site): NodeGuard's jump stayed first for \(fight.backoff)\(lift)",
                         metadata: ["action": "fight", "culprit": "\(fight.displacement.culprit)"])
-            audit.record("fight-end", from: .daemon, details: Self.fightDetails(fight))
+            audit.record("fight-end", from: .daemon, details: fightDetails(fight))
         }
     }
 
@@ -262,14 +262,21 @@ final class DriftGuard {
         or have it leave NodeGuard's ports to NodeGuard.
         """
 
-    /// A fight as the audit log and `status` show it.
-    static func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] {
-        [
-            "culprit": .string(fight.displacement.culprit), "family": .string(fight.displacement.site.family.rawValue),
-            "table": .string(fight.displacement.site.table),
-            "chain": .string(fight.displacement.site.chain), "displacements": .integer(fight.displacements),
-            "since": .string(iso8601(fight.since)), "backoffSeconds": .integer(Int(fight.backoff.components.seconds)),
-        ]
+    /// A fight as `status` and the audit log show it: one place for its fields.
+    func fightReport(_ fight: FightTracker.Fight) -> StatusReport.FightReport {
+        StatusReport.FightReport(
+            culprit: fight.displacement.culprit, family: fight.displacement.site.family,
+            table: fight.displacement.site.table, chain: fight.displacement.site.chain,
+            displacements: fight.displacements, since: iso8601(fight.since),
+            backoffSeconds: Int(fight.backoff.components.seconds),
+            retakeInSeconds: max(0, Int((fight.retakeAt - now()).components.seconds)),
+            holding: fight.displacement.site.table == "mangle" ? "raw" : nil, advice: Self.fightAdvice)
+    }
+
+    /// The audit record's details for a fight event.
+    private func fightDetails(_ fight: FightTracker.Fight) -> [String: JSONValue] {
+        guard case .object(let fields)? = try? JSONValueEncoder().encode(fightReport(fight)) else { return [:] }
+        return fields
     }
 }
 

@@ -7,8 +7,8 @@ struct DriftState {
     var repairCount: Int
     var fullReadCount: Int
     var lastError: String?
-    /// Mangle first, then by site (`FightTracker.ordered`).
-    var fights: [FightTracker.Fight]
+    /// Mangle first, then by site (`FightTracker.ordered`), as `status` shows them.
+    var fights: [StatusReport.FightReport]
     var repairPending: Bool
     /// Since when NodeGuard waits for another program's xtables lock, and who holds it.
     var lockWait: (since: ContinuousClock.Instant, holder: (pid: Int32, command: String)?)?
@@ -82,8 +82,8 @@ enum Reports {
         }
         line += "; \(drift.repairCount) repair\(drift.repairCount == 1 ? "" : "s")"
         for fight in drift.fights.reversed() {
-            let hold = fight.displacement.site.table == "mangle" ? ", holding from raw" : ""
-            line = "FIGHT with '\(fight.displacement.culprit)' in \(fight.displacement.site)\(hold); " + line
+            let hold = fight.holding == nil ? "" : ", holding from raw"
+            line = "FIGHT with '\(fight.culprit)' in \(fight.family.rawValue) \(fight.table) \(fight.chain)\(hold); " + line
         }
         if let lastError = drift.lastError { line = "FAILING: \(lastError); " + line }
         return line
@@ -154,8 +154,8 @@ enum Reports {
                 }
             }
             for fight in state.drift.fights {
-                let hold = fight.displacement.site.table == "mangle" ? ": new connections are held closed from the raw table" : ""
-                defeats.append("a fight with '\(fight.displacement.culprit)' in \(fight.displacement.site)\(hold)")
+                let hold = fight.holding == nil ? "" : ": new connections are held closed from the raw table"
+                defeats.append("a fight with '\(fight.culprit)' in \(fight.family.rawValue) \(fight.table) \(fight.chain)\(hold)")
             }
             // allowFrom 0.0.0.0/0 or ::/0 (or networks covering every address): nothing blocked there.
             defeats += DenyListCodec.entryWarnings(blockEntry, path: "allowFrom").map { "allowFrom \($0.message)" }
@@ -202,15 +202,7 @@ enum Reports {
                                   heldBy: wait.holder.map { .init(pid: Int($0.pid), command: $0.command) })
         }
         // "fight" is the first (mangle first); "fights" all, one per disputed site.
-        let fightReports = drift.fights.map { fight in
-            StatusReport.FightReport(
-                culprit: fight.displacement.culprit, family: fight.displacement.site.family,
-                table: fight.displacement.site.table, chain: fight.displacement.site.chain,
-                displacements: fight.displacements, since: iso8601(fight.since),
-                backoffSeconds: Int(fight.backoff.components.seconds),
-                retakeInSeconds: max(0, Int((fight.retakeAt - state.now).components.seconds)),
-                holding: fight.displacement.site.table == "mangle" ? "raw" : nil, advice: DriftGuard.fightAdvice)
-        }
+        let fightReports = drift.fights
         let configuration = state.configuration
         return StatusReport(
             healthy: health.healthy, pid: state.pid, startedAt: iso8601(state.startedAt),
