@@ -9,10 +9,13 @@ seconds=${1:-60}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # A build folder of its own: the sanitizers instrument NodeGuardControl and
-# swift-system too, and must not mix with the ordinary build. Dead stripping
-# would drop the coverage counters' sections: libFuzzer would fuzz blind.
-swift build -c release --scratch-path .build-fuzz --product nodeguard-fuzz --disable-dead-strip \
-  --sanitize=fuzzer --sanitize=address -Xswiftc -DFUZZING -Xswiftc -parse-as-library 2>&1 | tail -3 >&2
+# swift-system too, and must not mix with the ordinary build. SwiftPM's
+# --sanitize=fuzzer links the harness with libFuzzer's main but, alone, left
+# the Swift code without coverage (libFuzzer fuzzed blind); -Xswiftc
+# -sanitize=fuzzer adds it.
+swift build -c release --scratch-path .build-fuzz --product nodeguard-fuzz \
+  --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address \
+  -Xswiftc -DFUZZING -Xswiftc -parse-as-library 2>&1 | tail -3 >&2
 fuzzer="$(swift build -c release --scratch-path .build-fuzz --show-bin-path)/nodeguard-fuzz"
 mkdir -p "$work/corpus"
 cp fuzz/seeds/* "$work/corpus/"
