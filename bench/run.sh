@@ -106,7 +106,7 @@ echo
 # A client and a pod beside the node; NodePort 29999/tcp (outside the blocked 30000-32767) DNATs to the pod.
 ip netns add "$ns-cli"; ip netns add "$ns-pod"
 extra_cleanup() { ip netns pids "$ns-pod" 2>/dev/null | xargs -r kill -9; ip netns del "$ns-cli" 2>/dev/null || true; ip netns del "$ns-pod" 2>/dev/null || true; }
-trap 'extra_cleanup; cleanup' EXIT
+trap 'extra_cleanup; bench_cleanup' EXIT
 ip link add "${ns}c0" netns "$ns" type veth peer name "${ns}c1" netns "$ns-cli"
 ip link add "${ns}p0" netns "$ns" type veth peer name "${ns}p1" netns "$ns-pod"
 ip -n "$ns" addr add 198.18.0.1/24 dev "${ns}c0"; ip -n "$ns" addr add 198.19.0.1/24 dev "${ns}p0"
