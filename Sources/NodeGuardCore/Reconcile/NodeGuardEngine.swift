@@ -144,14 +144,14 @@ public final class NodeGuardEngine {
                 let found = dataplane()
                 response = ControlResponse(EntryList(entries: Reports.entries(state, counters: [:], dataplane: found, untracked: untracked())))
             case .explain(let key):
-                let found = dataplane()
-                response = ControlResponse(Reports.explain(key, state, health(), dataplane: found, reads: dataplaneCache.reads,
+                let (found, current) = (dataplane(), state)
+                response = ControlResponse(Reports.explain(key, current, health(current), dataplane: found, reads: dataplaneCache.reads,
                                                            untracked: untracked(for: [key])[key] ?? []))
             case .nodeports:
                 response = ControlResponse(Reports.nodePorts(state, dataplane: dataplane(), reads: dataplaneCache.reads))
             case .status:
-                let found = dataplane()
-                response = ControlResponse(Reports.status(state, health(), dataplane: found, reads: dataplaneCache.reads,
+                let (found, current) = (dataplane(), state)
+                response = ControlResponse(Reports.status(current, health(current), dataplane: found, reads: dataplaneCache.reads,
                                                           untracked: untracked()))
             case .metrics: response = ControlResponse(MetricsResult(text: metrics().render()))
             }
@@ -198,13 +198,13 @@ public final class NodeGuardEngine {
                     pid: Int(ProcessInfo.processInfo.processIdentifier), now: drift.now(), drift: drift.state)
     }
 
-    /// The tables' counters and hook positions, read at most every
-    /// `InspectionCache.reuse` while nothing changed.
-    func health() -> TableHealth {
-        let found = inspections.inspect(entries.effectiveEntries, reconciler: reconciler,
-                                        lockReleases: drift.lockReleases, now: drift.now())
+    /// The tables' counters and hook positions for `state`'s entries, read at
+    /// most every `InspectionCache.reuse` while nothing changed.
+    func health(_ state: ReportState) -> TableHealth {
+        let found = inspections.inspect(state.entries.map(\.entry), reconciler: reconciler,
+                                        lockReleases: drift.lockReleases, now: state.now)
         return TableHealth(inspections: found.inspections, readError: found.readError,
-                           families: reconciler.families, drift: drift.state)
+                           families: state.families, drift: state.drift)
     }
 
     /// What rewrites NodePorts on this node, re-read only when a nat table,
@@ -226,7 +226,10 @@ public final class NodeGuardEngine {
                              families: reconciler.families)
     }
 
-    func metrics() -> MetricsSnapshot { Reports.metrics(state, health()) }
+    func metrics() -> MetricsSnapshot {
+        let current = state
+        return Reports.metrics(current, health(current))
+    }
 
     /// One line for `systemctl status` (STATUS=), from the state alone.
     public var statusLine: String { Reports.statusLine(state) }
