@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +22,20 @@ _Static_assert(sizeof(struct ipt_getinfo) == sizeof(struct ip6t_getinfo),
 _Static_assert(offsetof(struct ipt_get_entries, entrytable) == offsetof(struct ip6t_get_entries, entrytable),
                "IPv4 and IPv6 GET_ENTRIES headers share one layout");
 _Static_assert(NF_INET_NUMHOOKS == 5, "five netfilter hooks");
+
+// A table's copy is as large as the table (megabytes) and lives for one
+// read: it is mapped and unmapped on its own, never taken from malloc, which
+// would serve it from any hole the heap has (a free region below live
+// allocations, as libiptc's start-up copy leaves) and keep those pages
+// resident after the free, where an unmap returns them at once.
+static unsigned char *table_copy_map(size_t size) {
+    void *pages = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return pages == MAP_FAILED ? NULL : pages;
+}
+
+static void table_copy_unmap(unsigned char *pages, size_t size) {
+    if (pages) munmap(pages, size);
+}
 
 struct ngiptc_reader {
     int family;
@@ -42,7 +57,7 @@ ngiptc_reader *ngiptc_reader_open(int family, int *error) {
 void ngiptc_reader_close(ngiptc_reader *reader) {
     if (!reader) return;
     close(reader->fd);
-    free(reader->buffer);
+    table_copy_unmap(reader->buffer, reader->capacity);
     free(reader);
 }
 
@@ -77,10 +92,11 @@ static int fetch_entries(ngiptc_reader *reader, const char *table, ngiptc_table_
         if (ngiptc_reader_info(reader, table, info, error) != 0) return -1;
         size_t needed = header + info->size;
         if (needed > reader->capacity) {
-            unsigned char *grown = realloc(reader->buffer, needed);
-            if (!grown) { *error = ENOMEM; return -1; }
-            reader->buffer = grown;
-            reader->capacity = needed;
+            // Nothing in the old copy is kept: it is zeroed below anyway.
+            table_copy_unmap(reader->buffer, reader->capacity);
+            reader->buffer = table_copy_map(needed);
+            reader->capacity = reader->buffer ? needed : 0;
+            if (!reader->buffer) { *error = ENOMEM; return -1; }
         }
         struct ipt_get_entries *request = (struct ipt_get_entries *)reader->buffer;
         memset(reader->buffer, 0, needed);
@@ -104,13 +120,20 @@ static int fetch_entries(ngiptc_reader *reader, const char *table, ngiptc_table_
     return -1;
 }
 
-// Hands the buffer over (to a blob) or frees it: an idle daemon must not keep
+// Hands the copy over (to a blob) or unmaps it: an idle daemon must not keep
 // a table-sized copy resident between reads.
-static unsigned char *take_buffer(ngiptc_reader *reader) {
+static unsigned char *take_buffer(ngiptc_reader *reader, size_t *size) {
     unsigned char *buffer = reader->buffer;
+    *size = reader->capacity;
     reader->buffer = NULL;
     reader->capacity = 0;
     return buffer;
+}
+
+static void drop_buffer(ngiptc_reader *reader) {
+    size_t size;
+    unsigned char *buffer = take_buffer(reader, &size);
+    table_copy_unmap(buffer, size);
 }
 
 static uint16_t next_offset_of(int family, const unsigned char *entry) {
@@ -150,7 +173,7 @@ int ngiptc_reader_digest(ngiptc_reader *reader, const char *table, ngiptc_table_
     }
     for (size_t i = words * 8; i < info->size; i++) hash = ngiptc_mix(hash, entries[i]);
     *digest = hash;
-    free(take_buffer(reader));
+    drop_buffer(reader);
     return 0;
 }
 
@@ -167,7 +190,8 @@ typedef struct {
 struct ngiptc_blob {
     int family;
     ngiptc_table_info info;  // what GET_INFO said of the entries below
-    unsigned char *buffer;   // GET_ENTRIES header + entries
+    unsigned char *buffer;   // GET_ENTRIES header + entries (mapped: table_copy_map)
+    size_t buffer_size;
     const unsigned char *entries;
     uint32_t size;
     uint32_t count;
@@ -272,9 +296,9 @@ ngiptc_blob *ngiptc_reader_snapshot(ngiptc_reader *reader, const char *table, in
     ngiptc_table_info info;
     if (fetch_entries(reader, table, &info, error) != 0) return NULL;
     ngiptc_blob *blob = calloc(1, sizeof(*blob));
-    if (!blob) { free(take_buffer(reader)); *error = ENOMEM; return NULL; }
+    if (!blob) { drop_buffer(reader); *error = ENOMEM; return NULL; }
     blob->family = reader->family;
-    blob->buffer = take_buffer(reader);
+    blob->buffer = take_buffer(reader, &blob->buffer_size);
     blob->entries = blob->buffer + offsetof(struct ipt_get_entries, entrytable);
     blob->size = info.size;
     blob->info = info;
@@ -289,7 +313,7 @@ ngiptc_blob *ngiptc_reader_snapshot(ngiptc_reader *reader, const char *table, in
 
 void ngiptc_snapshot_free(ngiptc_blob *blob) {
     if (!blob) return;
-    free(blob->buffer);
+    table_copy_unmap(blob->buffer, blob->buffer_size);
     free(blob->offsets);
     free(blob->chains);
     free(blob->by_jump);
