@@ -13,9 +13,8 @@ struct CulpritNames {
     /// known so far.
     func displacements(in changes: [TableChange]) -> [FightTracker.Displacement] {
         changes.compactMap { change in
-            change.displacedBy.first.map {
-                FightTracker.Displacement(site: change.site, identity: $0.identity, culprit: names[$0.identity] ?? $0.description)
-            }
+            guard let site = change.site, let rule = change.displacedBy.first else { return nil }
+            return FightTracker.Displacement(site: site, identity: rule.identity, culprit: names[rule.identity] ?? rule.description)
         }
     }
 
@@ -24,9 +23,9 @@ struct CulpritNames {
     mutating func name(_ displacement: FightTracker.Displacement, in changes: [TableChange],
                        backend: any NetfilterBackend) -> String {
         if let known = names[displacement.identity] { return known }
-        guard let change = changes.first(where: { $0.site == displacement.site }),
+        guard let change = changes.first(where: { $0.site == displacement.site }), let family = change.family,
               let rule = change.displacedBy.first(where: { $0.identity == displacement.identity }) else { return displacement.culprit }
-        let saved = backend.savedRules(change.table, change.family)
+        let saved = backend.savedRules(change.table, family)
         let text = SavedRules.text(saved, chain: change.chain, index: rule.index, fallback: rule.description)
         // The save is read after the commit: a rule that moved since (its
         // target differs) is named as decoded instead.

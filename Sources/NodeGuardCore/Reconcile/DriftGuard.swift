@@ -208,7 +208,7 @@ final class DriftGuard {
             audit.record("repair", from: .daemon, details: ["changes": .array(changes.map { .string($0.description) })])
             for change in changes {
                 logger.warning("repaired drift: \(change)", metadata: [
-                    "action": "repair", "family": "\(change.family.rawValue)", "chain": "\(change.chain)",
+                    "action": "repair", "family": "\(change.familyName)", "chain": "\(change.chain)",
                 ])
             }
             return changes

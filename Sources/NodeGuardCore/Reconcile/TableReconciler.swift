@@ -1,16 +1,21 @@
 /// Something NodeGuard found different from the plan and changed, in words
 /// for the log: on start-up that is creating its rules, later it is a repair.
 public struct TableChange: Sendable, Hashable, CustomStringConvertible {
-    public var family: AddressFamily
+    /// nil for a change to nftables' inet table as a whole (both families).
+    public var family: AddressFamily?
     public var table = "mangle"
+    /// The chain, or for nftables also a set or "table".
     public var chain: String
     public var what: String
     /// For a hook chain whose jump was pushed down: the foreign rules above
     /// it that could let a blocked packet through (`BypassCheck`), the
     /// highest first, at most `DisplacingRule.reportLimit` of them.
     public var displacedBy: [DisplacingRule] = []
-    public var description: String { "\(family.rawValue) \(table) \(chain): \(what)" }
-    public var site: HookSite { HookSite(table: table, family: family, chain: chain) }
+    public var description: String { "\(familyName) \(table) \(chain): \(what)" }
+    /// "ipv4", "ipv6", or "inet" for both.
+    public var familyName: String { family?.rawValue ?? "inet" }
+    /// The hook chain a legacy change is in (nil for nftables' whole table).
+    public var site: HookSite? { family.map { HookSite(table: table, family: $0, chain: chain) } }
 }
 
 /// A hook chain NodeGuard jumps from: "ipv4 mangle PREROUTING".
