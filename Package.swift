@@ -21,6 +21,12 @@ let package = Package(
             name: "CNodeGuardIPTC",
             linkerSettings: [.linkedLibrary("ip4tc"), .linkedLibrary("ip6tc")]
         ),
+        // libnftnl + libmnl behind a small C shim: netlink messages and
+        // expressions stay in C; Swift sees NodeGuard's vocabulary only.
+        .target(
+            name: "CNodeGuardNFT",
+            linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
+        ),
         // Linux calls the Glibc module lacks (SO_PEERCRED's struct ucred).
         .target(name: "CNodeGuardLinux"),
         // libsystemd: sd_notify, the watchdog, socket activation, the journal.
@@ -41,6 +47,7 @@ let package = Package(
             dependencies: [
                 "NodeGuardControl",
                 "CNodeGuardIPTC",
+                "CNodeGuardNFT",
                 "CNodeGuardLinux",
                 "CSystemd",
                 .product(name: "Logging", package: "swift-log"),

@@ -3,7 +3,7 @@
 # Sourced by demo.sh and test.sh; safe to run again (installs only what is missing).
 set -euo pipefail
 
-packages=(libiptc-dev libsystemd-dev iptables iproute2 nftables python3 procps)
+packages=(libiptc-dev libnftnl-dev libmnl-dev libsystemd-dev iptables iproute2 nftables python3 procps)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "NodeGuard's set-up installs packages and its tests and demo create network namespaces: run as root (sudo)." >&2

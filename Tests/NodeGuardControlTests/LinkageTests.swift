@@ -3,8 +3,9 @@ import NodeGuardCore
 import XCTest
 
 /// nodeguardctl talks to a socket: it must not link libiptc (libip4tc,
-/// libip6tc) or libsystemd, which the daemon needs, so that the CLI runs
-/// where those are absent and carries nothing it does not use.
+/// libip6tc), libnftnl, libmnl or libsystemd, which the daemon needs, so
+/// that the CLI runs where those are absent and carries nothing it does not
+/// use.
 ///
 /// The test reads the binary that `swift build --build-tests` put next to the
 /// test bundle (it builds nothing itself). That is the debug build; the
@@ -12,7 +13,7 @@ import XCTest
 /// dependencies, so it needs the same libraries (DT_NEEDED follows the
 /// targets' link settings, not the optimisation level).
 final class LinkageTests: XCTestCase {
-    static let forbidden = ["libip4tc", "libip6tc", "libsystemd"]
+    static let forbidden = ["libip4tc", "libip6tc", "libnftnl", "libmnl", "libsystemd"]
 
     /// The folder of the test bundle holds the package's executables too.
     static var nodeguardctl: String? {

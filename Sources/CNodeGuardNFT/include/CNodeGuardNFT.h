@@ -5,9 +5,11 @@
 // shim builds the messages (to commit) and decodes what the kernel holds
 // back into the same structs (to compare). A rule read back is
 // `representable` only when re-encoding the decoded struct gives exactly the
-// kernel's rule (nftnl_rule_cmp): the rule is one NodeGuard could have
-// written, unedited. Every function is prefixed `ngnft_`; a failing call
-// returns -1 (or NULL) and stores an errno value in *error.
+// kernel's rule (expression by expression, attribute by attribute, and the
+// user data: libnftnl 1.2.4 does not export nftnl_rule_cmp): the rule is one
+// NodeGuard could have written, unedited. Every function is prefixed
+// `ngnft_`; a failing call returns -1 (or NULL) and stores an errno value in
+// *error.
 //
 // The vocabulary is NodeGuard's and nothing more:
 //   one table of family inet; sets keyed by [source address .] l4proto . port
@@ -95,7 +97,9 @@ typedef struct ngnft_rule_spec {
     uint8_t match_local_destination;   // fib daddr type local
     uint8_t match_reply;               // ct direction reply
     uint8_t nfproto;                   // 0: any; 2 (NFPROTO_IPV4) or 10 (NFPROTO_IPV6)
-    uint8_t lookup_source_family;      // the looked-up set's source_family (the key's layout)
+    uint8_t lookup_source_family;      // the looked-up set's source_family (the key's layout);
+                                       // when set, nfproto must be the same family (EINVAL otherwise:
+                                       // the address is read from that family's header)
     char lookup_set[NGNFT_NAME_SIZE];  // empty: no lookup
     uint8_t verdict;                   // NGNFT_VERDICT_*
     char jump_chain[NGNFT_NAME_SIZE];  // for NGNFT_VERDICT_JUMP
@@ -105,6 +109,8 @@ typedef struct ngnft_rule_spec {
 // ---- a transaction: one netlink batch, all or nothing ----------------------
 
 typedef struct ngnft_batch ngnft_batch;
+// An add that fails with EINVAL (not NodeGuard's vocabulary) leaves the batch
+// as it was; after any other failure, free the batch.
 
 ngnft_batch *ngnft_batch_begin(ngnft_socket *socket, int *error);
 void ngnft_batch_free(ngnft_batch *batch);
@@ -134,7 +140,8 @@ int ngnft_batch_commit(ngnft_batch *batch, long *failed_index, int *error);
 // ---- reading the table back ------------------------------------------------
 
 /// What the kernel holds of one table, read in one go (tables, chains, rules,
-/// sets and their elements). ENOENT when the table does not exist.
+/// sets and their elements). ENOENT when the table does not exist; EAGAIN
+/// when the ruleset kept changing through three reads (read again later).
 typedef struct ngnft_view ngnft_view;
 
 typedef struct ngnft_table_info {
@@ -161,7 +168,9 @@ typedef struct ngnft_rule_info {
 
 typedef struct ngnft_set_info {
     ngnft_set_spec spec;      // name always filled; the rest only when representable
-    uint8_t representable;    // key layout, flags and expressions are NodeGuard's
+    uint8_t representable;    // key layout, flags and expressions are NodeGuard's, and every
+                              // element is one ngnft_batch_add_elements could have added
+                              // (of a foreign set, elements hold only comments and counters)
     size_t element_count;
 } ngnft_set_info;
 
@@ -178,8 +187,10 @@ void ngnft_view_element(const ngnft_view *view, size_t set, size_t element, ngnf
 // ---- base chains of every table (foreign ones included) --------------------
 
 /// A base chain on a hook of families inet/ip/ip6, as `explain` needs them:
-/// which table, its hook and priority, and whether any of its rules DNATs
-/// (a nat expression of type DNAT, or a redirect).
+/// which table, its hook and priority, and whether any of its rules, or of
+/// the chains it reaches by jump, goto or a verdict map's elements, DNATs (a
+/// nat expression of type DNAT, a redirect, or iptables-nft's xtables target
+/// DNAT or REDIRECT). Names longer than NGNFT_NAME_SIZE - 1 are cut.
 typedef struct ngnft_hook_chain {
     uint8_t family;           // NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6
     char table[NGNFT_NAME_SIZE];

@@ -101,9 +101,7 @@ func netfilterError(_ code: Int32, family: AddressFamily, doing action: String) 
     let errno = Errno(rawValue: code)
     switch code {
     case EPERM, EACCES:
-        return NodeGuardError(.permissionDenied,
-            "\(action): permission denied; NodeGuard needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root or grant the capabilities)",
-            errno: errno)
+        return permissionError(action, needs: "CAP_NET_ADMIN and CAP_NET_RAW", errno: errno)
     case ENOPROTOOPT:
         return NodeGuardError(.netfilterUnavailable,
             "\(action): this kernel has no legacy \(tool) (ENOPROTOOPT); NodeGuard needs the \(family == .ipv4 ? "ip_tables and iptable_mangle" : "ip6_tables and ip6table_mangle") modules (CONFIG_\(family == .ipv4 ? "IP" : "IP6")_NF_IPTABLES, CONFIG_\(family == .ipv4 ? "IP" : "IP6")_NF_MANGLE)",
@@ -112,6 +110,13 @@ func netfilterError(_ code: Int32, family: AddressFamily, doing action: String) 
         let text = String(cString: ngiptc_strerror(family == .ipv4 ? AF_INET : AF_INET6, code))
         return NodeGuardError(.netfilterFailure, "\(action): \(text) (errno \(code))", errno: errno)
     }
+}
+
+/// EPERM or EACCES from netfilter: what NodeGuard lacks and how to give it.
+func permissionError(_ action: String, needs capabilities: String, errno: Errno) -> NodeGuardError {
+    NodeGuardError(.permissionDenied,
+        "\(action): permission denied; NodeGuard needs \(capabilities) (run it as root, or grant \(capabilities))",
+        errno: errno)
 }
 
 /// A table opened through libiptc: a view of it, and the edits of one
@@ -222,9 +227,7 @@ final class IPTCTable: TableView {
     static func cSpec(_ rule: RuleSpec, family: AddressFamily) -> ngiptc_rule_spec {
         var spec = ngiptc_rule_spec()
         if let source = rule.source {
-            withUnsafeMutableBytes(of: &spec.source_address) { buffer in
-                for (i, byte) in source.address.enumerated() where i < buffer.count { buffer[i] = byte }
-            }
+            copyBytes(source.address, into: &spec.source_address)
             spec.source_prefix_length = UInt8(source.prefixLength)
         }
         spec.protocol = rule.transport?.ipProtocolNumber ?? 0
@@ -255,7 +258,7 @@ final class IPTCTable: TableView {
             let protocolKnown = c.protocol == 0 || transport != nil
             var source: CIDR?
             if c.source_prefix_length > 0 {
-                let bytes = withUnsafeBytes(of: &c.source_address) { Array($0.prefix(family.addressByteCount)) }
+                let bytes = leadingBytes(&c.source_address, family.addressByteCount)
                 source = CIDR(family: family, address: bytes, prefixLength: Int(c.source_prefix_length))
             }
             if protocolKnown {
@@ -278,7 +281,7 @@ final class IPTCTable: TableView {
         }
         if info.nat_has_address != 0 {
             var raw = info.nat_address
-            let bytes = withUnsafeBytes(of: &raw) { Array($0.prefix(family.addressByteCount)) }
+            let bytes = leadingBytes(&raw, family.addressByteCount)
             var address = addressText(bytes, family: family)
             if info.nat_has_ports != 0 {
                 if family == .ipv6 { address = "[\(address)]" }
@@ -295,19 +298,5 @@ final class IPTCTable: TableView {
         let af = family == .ipv4 ? AF_INET : AF_INET6
         _ = bytes.withUnsafeBytes { inet_ntop(af, $0.baseAddress, &buffer, socklen_t(buffer.count)) }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    private static func copyCString<Buffer>(_ text: String, into buffer: inout Buffer) {
-        withUnsafeMutableBytes(of: &buffer) { raw in
-            let bytes = Array(text.utf8.prefix(raw.count - 1))
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-    }
-
-    private static func readCString<Buffer>(_ buffer: inout Buffer) -> String {
-        withUnsafeBytes(of: &buffer) { raw in
-            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
     }
 }

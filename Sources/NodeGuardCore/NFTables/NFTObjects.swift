@@ -110,14 +110,18 @@ public struct NFTObservedChain: Sendable, Hashable {
     public var type: String
     public var policyAccepts: Bool
     public var rules: [NFTObservedRule]
+    /// A base chain's hook as the kernel numbers it (NF_INET_*), also for the
+    /// hooks `hook` cannot name (input, forward, ...); nil for a regular chain.
+    public var hookNumber: Int32?
     public init(name: String, hook: NFTHook?, priority: Int32, type: String = "filter",
-                policyAccepts: Bool = true, rules: [NFTObservedRule]) {
+                policyAccepts: Bool = true, rules: [NFTObservedRule], hookNumber: Int32? = nil) {
         self.name = name
         self.hook = hook
         self.priority = priority
         self.type = type
         self.policyAccepts = policyAccepts
         self.rules = rules
+        self.hookNumber = hookNumber ?? hook.map { $0 == .prerouting ? 0 : 3 }
     }
 }
 
@@ -172,6 +176,26 @@ public struct NFTTableFlags: OptionSet, Sendable, Hashable {
     public static let dormant = NFTTableFlags(rawValue: 0x1)
     public static let owner = NFTTableFlags(rawValue: 0x2)
     public static let persist = NFTTableFlags(rawValue: 0x4)
+}
+
+/// What the kernel keeps of names and comments (CNodeGuardNFT.h, nft's
+/// limits): a longer table, chain or set name is refused, a longer comment
+/// is cut by `fitting(comment:)`, so plan with the cut comment or it never
+/// reads back equal.
+public enum NFTLimits {
+    public static let nameBytes = 63
+    public static let commentBytes = 127
+
+    /// `comment` cut to at most `commentBytes` bytes of UTF-8, at a character's end.
+    public static func fitting(comment: String) -> String {
+        guard comment.utf8.count > commentBytes else { return comment }
+        var cut = ""
+        for character in comment {
+            if cut.utf8.count + character.utf8.count > commentBytes { break }
+            cut.append(character)
+        }
+        return cut
+    }
 }
 
 /// One change to the table; a transaction sends a list of them as one batch.
