@@ -84,8 +84,8 @@ final class FakeNFTables: NFTablesTransport {
             }
         case .addChain(let chain):
             if current.chains.contains(where: { $0.name == chain.name }) { throw refuse(.fileExists, "chain \(chain.name) exists") }
-            current.chains.append(NFTObservedChain(name: chain.name, hook: chain.hook, priority: chain.priority,
-                                                  rules: chain.rules.map(Self.observed)))
+            // As the socket does: the chain alone, its rules come as `.addRule`.
+            current.chains.append(NFTObservedChain(name: chain.name, hook: chain.hook, priority: chain.priority, rules: []))
         case .flushChain(let name):
             guard let index = current.chains.firstIndex(where: { $0.name == name }) else { throw refuse(.noSuchFileOrDirectory, "no chain \(name)") }
             current.chains[index].rules = []

@@ -206,6 +206,7 @@ public enum NFTEdit: Sendable, Hashable, CustomStringConvertible {
     case deleteSet(String)
     case addElements(NFTSet, [NFTElement])
     case deleteElements(NFTSet, [NFTElement])
+    /// The chain alone (its hook and priority); its rules are `.addRule` edits.
     case addChain(NFTChain)
     case flushChain(String)
     case deleteChain(String)

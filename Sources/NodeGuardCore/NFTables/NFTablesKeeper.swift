@@ -110,6 +110,8 @@ public final class NFTablesKeeper {
     }
 }
 
+extension NFTSocket: NFTablesTransport {}
+
 extension NFTHook {
     /// The legacy hook chain the same packets pass ("PREROUTING", "OUTPUT"):
     /// reports name hooks the same way on both backends.

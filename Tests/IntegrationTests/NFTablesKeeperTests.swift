@@ -1,0 +1,156 @@
+import Foundation
+@testable import NodeGuardCore
+import XCTest
+
+/// The nftables backend against the real kernel, with real packets: the
+/// keeper commits NodeGuard's `inet nodeguard` table through its netlink
+/// socket in the node's namespace, in front of kube-proxy's nat written
+/// three ways (iptables-legacy, iptables-nft, kube-proxy's nftables mode).
+final class NFTablesKeeperTests: NodeTestCase {
+    /// A keeper whose socket lives in the node's namespace (a netlink socket
+    /// stays in the namespace it was opened in).
+    func makeKeeper() throws -> NFTablesKeeper {
+        try node.inNodeNamespace { NFTablesKeeper(transport: try NFTSocket()) }
+    }
+
+    static let story = [
+        BlockEntry(port: 31002, reason: "SEC-1234 vault UI"),
+        BlockEntry(port: 31900, transport: .udp),
+    ]
+
+    func nft(_ command: String) throws -> CommandResult {
+        try node.inNode("nft \(command)")
+    }
+
+    func testTheStoryWhenKubeProxyUsesIptablesLegacy() throws {
+        try setUpNode(nat: .legacy)
+        try assertTheStory()
+    }
+
+    func testTheStoryWhenKubeProxyUsesIptablesNft() throws {
+        try setUpNode(nat: .nft)
+        try assertTheStory()
+    }
+
+    func testTheStoryWhenKubeProxyUsesNftablesMode() throws {
+        try setUpNode(nat: .nftables)
+        let kubeProxy = try nft("list table ip kube-proxy")
+        XCTAssertTrue(kubeProxy.stdout.contains("31002"), "the fixture must load kube-proxy's nftables table: \(kubeProxy.stderr)")
+        try assertTheStory()
+    }
+
+    private func assertTheStory() throws {
+        let v4 = TestNode.nodeIPv4, v6 = TestNode.nodeIPv6
+        for (host, origin) in [(v4, TestNode.Origin.client), (v6, .client), (v4, .node), (v6, .node)] {
+            XCTAssertTrue(try node.isOpen("tcp", host, 31002, from: origin), "NodePort 31002 must answer \(origin) on \(host) before any block")
+        }
+
+        let keeper = try makeKeeper()
+        let changes = try keeper.apply(Self.story)
+        XCTAssertEqual(changes.map(\.what), ["was missing; created it with 4 element(s)"])
+        XCTAssertTrue(keeper.heldByKernel, keeper.flagsRefused ?? "")
+
+        for (host, origin) in [(v4, TestNode.Origin.client), (v6, .client), (v4, .node), (v6, .node)] {
+            XCTAssertFalse(try node.answers("tcp", host, 31002, from: origin), "31002 must be closed for \(origin) on \(host)")
+        }
+        XCTAssertFalse(try node.answers("udp", v4, 31900), "UDP NodePort 31900 must be closed (IPv4)")
+        XCTAssertFalse(try node.answers("udp", v6, 31900), "UDP NodePort 31900 must be closed (IPv6)")
+        // Nothing else breaks: another NodePort, routed pod traffic on the
+        // blocked port number, replies to the node's own connections from it.
+        XCTAssertTrue(try node.isOpen("tcp", v4, 31003), "another NodePort must still answer")
+        XCTAssertTrue(try node.isOpen("tcp", v6, 31003, from: .node), "another NodePort must still answer locally")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 31002), "routed traffic to a pod on port 31002 must flow")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv6, 31002), "routed IPv6 traffic to a pod on port 31002 must flow")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 8200, from: .node, sourcePort: 31002),
+                      "a connection the node opens from local port 31002 must get its replies")
+
+        // The kernel's read-back, in nft's own words, says what each part is.
+        let listed = try nft("list table inet nodeguard").stdout
+        // nft 1.0.6 knows the owner flag, not persist: the kernel's flags are read back below.
+        for line in ["flags owner", "type filter hook prerouting priority mangle; policy accept;",
+                     "fib daddr type local jump guard comment \"NodeGuard: drop blocked NodePorts before DNAT\"",
+                     "tcp . 31002 counter packets", "comment \"NodeGuard: block 31002/tcp: SEC-1234 vault UI\"",
+                     "ct direction reply return comment \"NodeGuard: replies to established connections pass\""] {
+            XCTAssertTrue(listed.contains(line), "nft list must show '\(line)':\n\(listed)")
+        }
+        XCTAssertEqual(try keeper.transport.read(NFTablesPlanner.table)?.flags, [.owner, .persist])
+        // Drop counters count what was dropped, per family.
+        let inspection = try keeper.inspect()
+        for family in AddressFamily.allCases {
+            let counters = inspection.first { $0.family == family }?.dropCounters[PortKey(port: 31002, transport: .tcp)]
+            XCTAssertGreaterThan(counters?.packets ?? 0, 0, "\(family) drops of 31002/tcp counted")
+            XCTAssertEqual(inspection.first { $0.family == family }?.hookFirst, ["PREROUTING": true, "OUTPUT": true])
+        }
+        // Applying the same list again changes nothing.
+        XCTAssertEqual(try keeper.apply(Self.story), [])
+        XCTAssertEqual(keeper.commitCount, 1)
+    }
+
+    /// While the keeper's socket is open the table is its own: nobody else
+    /// deletes it, and `nft flush ruleset` (nftables.service) passes it by.
+    func testWhileTheKeeperRunsNoOtherProcessDeletesOrFlushesTheTable() throws {
+        try setUpNode(nat: .nftables)
+        let keeper = try makeKeeper()
+        try keeper.apply(Self.story)
+        let delete = try nft("delete table inet nodeguard")
+        XCTAssertFalse(delete.succeeded, "another process must not delete NodeGuard's table")
+        XCTAssertTrue(delete.stderr.contains("Operation not permitted"), delete.stderr)
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002), "31002 stays closed")
+
+        XCTAssertTrue(try nft("flush ruleset").succeeded)
+        let tables = try nft("list tables").stdout
+        XCTAssertTrue(tables.contains("table inet nodeguard"), "flush ruleset must pass NodeGuard's table by: \(tables)")
+        XCTAssertFalse(tables.contains("kube-proxy"), "while it flushes everything else: \(tables)")
+        XCTAssertEqual(try keeper.apply(Self.story), [], "the table is intact")
+    }
+
+    /// A crash never opens a port: the kernel keeps the table when its
+    /// owner's socket closes, and the next keeper adopts it without
+    /// rebuilding it or adding anything twice.
+    func testTheTableOutlivesItsOwnerAndTheNextKeeperAdoptsIt() throws {
+        try setUpNode(nat: .nftables)
+        do {
+            let keeper = try makeKeeper()
+            try keeper.apply(Self.story)
+            XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002))
+        }
+        // The socket is closed with the keeper: the table stays, without an owner.
+        let orphan = try nft("list table inet nodeguard").stdout
+        XCTAssertTrue(orphan.contains("tcp . 31002"), orphan)
+        XCTAssertFalse(orphan.contains("owner"), "no owner once its socket closed: \(orphan)")
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002), "the port stays closed while no daemon runs")
+
+        let next = try makeKeeper()
+        let changes = try next.apply(Self.story)
+        XCTAssertEqual(changes.map(\.what), ["had no owner; took ownership"])
+        let adopted = try nft("list table inet nodeguard").stdout
+        XCTAssertTrue(adopted.contains("flags owner"), adopted)
+        XCTAssertEqual(try next.transport.read(NFTablesPlanner.table)?.flags, [.owner, .persist])
+        XCTAssertEqual(adopted.components(separatedBy: "tcp . 31002").count - 1, 2, "one element per family, not duplicated:\n\(adopted)")
+        XCTAssertFalse(try nft("delete table inet nodeguard").succeeded, "owned again")
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv6, 31002))
+
+        // Removing the rules is deleting the table.
+        XCTAssertEqual(try next.removeAll().map(\.what), ["deleted it"])
+        XCTAssertFalse(try nft("list tables").stdout.contains("nodeguard"))
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002), "open again once removed")
+    }
+
+    /// allowFrom lets a source through in its own family only; a deny-list
+    /// change is a change of elements.
+    func testAllowedSourcesPassInTheirOwnFamilyAndAListChangeEditsElements() throws {
+        try setUpNode(nat: .nftables)
+        let keeper = try makeKeeper()
+        let client = try CIDR(parsing: "198.18.0.2")
+        try keeper.apply([BlockEntry(port: 31002, allowFrom: [client])])
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002), "the allowed IPv4 client gets through")
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv6, 31002), "the same client over IPv6 is not allowed")
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002, from: .node), "the node itself is not the allowed source")
+
+        let changes = try keeper.apply([BlockEntry(port: 31003, family: .ipv4)])
+        XCTAssertEqual(Set(changes.map(\.chain)), ["allow4", "drop4", "drop6"])
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv6, 31002), "31002 reopened")
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31003), "31003 closed over IPv4")
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv6, 31003), "and open over IPv6")
+    }
+}
