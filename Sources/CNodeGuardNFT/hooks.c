@@ -124,6 +124,15 @@ static chain_node *find_in_table(chain_graph *graph, const char *name) {
 static int is_rewrite(const struct nftnl_expr *e, const char *name) {
     if (strcmp(name, "nat") == 0) return nftnl_expr_get_u32(e, NFTNL_EXPR_NAT_TYPE) == NFT_NAT_DNAT;
     if (strcmp(name, "redir") == 0) return 1;
+    // A filter chain can rewrite without NAT: `tcp dport set ...`, `ip daddr set ...` (a payload
+    // write of the destination port, or of the IPv4 (16..19) or IPv6 (24..39) destination address).
+    if (strcmp(name, "payload") == 0 && nftnl_expr_is_set(e, NFTNL_EXPR_PAYLOAD_SREG)) {
+        uint32_t base = nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_BASE);
+        uint32_t first = nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET);
+        uint32_t end = first + nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_LEN);
+        if (base == NFT_PAYLOAD_TRANSPORT_HEADER) return first < 4 && end > 2;
+        if (base == NFT_PAYLOAD_NETWORK_HEADER) return (first < 20 && end > 16) || (first < 40 && end > 24);
+    }
     // iptables-nft keeps -j DNAT and -j REDIRECT as xtables targets.
     if (strcmp(name, "target") == 0) {
         const char *target = nftnl_expr_get_str(e, NFTNL_EXPR_TG_NAME);

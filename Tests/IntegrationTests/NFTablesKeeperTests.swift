@@ -153,4 +153,33 @@ final class NFTablesKeeperTests: NodeTestCase {
         XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31003), "31003 closed over IPv4")
         XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv6, 31003), "and open over IPv6")
     }
+
+    /// Every nat chain runs inside the kernel's NAT hook (-100): a DNAT in a
+    /// nat chain declared at -160 still comes after NodeGuard's -150, so the
+    /// port stays closed and nothing is reported. A filter chain that writes
+    /// the destination port before NodeGuard's chain is what can defeat it,
+    /// and is named.
+    func testOnlyARewriteThatRunsBeforeNodeGuardsChainIsReportedAsADefeat() throws {
+        try setUpNode(nat: .nftables)
+        let socket = try node.inNodeNamespace { try NFTSocket() }
+        let keeper = NFTablesKeeper(transport: socket)
+        try keeper.apply(Self.story)
+        XCTAssertEqual(NFTablesDefeats.rewritingBefore(try socket.hookChains()), [], "kube-proxy DNATs at -100, after NodeGuard")
+
+        let earlyNat = "add table ip early; add chain ip early pre { type nat hook prerouting priority -160; }; "
+            + "add rule ip early pre tcp dport 31002 dnat to \(TestNode.podIPv4):8200"
+        XCTAssertTrue(try nft("'\(earlyNat)'").succeeded)
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002), "a nat chain at -160 runs at -100: still closed")
+        let counted = try keeper.inspect().first { $0.family == .ipv4 }?.dropCounters[PortKey(port: 31002, transport: .tcp)]
+        XCTAssertGreaterThan(counted?.packets ?? 0, 0, "NodeGuard saw the packets to 31002 before the DNAT")
+        let hooks = try socket.hookChains()
+        XCTAssertTrue(hooks.contains { $0.table == "early" && $0.priority == -160 && $0.rewritesDestination }, "\(hooks)")
+        XCTAssertEqual(NFTablesDefeats.rewritingBefore(hooks), [])
+
+        let rewrite = "add table ip mangler; add chain ip mangler pre { type filter hook prerouting priority -300; }; "
+            + "add rule ip mangler pre tcp dport 31002 tcp dport set 31003"
+        XCTAssertTrue(try nft("'\(rewrite)'").succeeded)
+        let found = NFTablesDefeats.rewritingBefore(try socket.hookChains())
+        XCTAssertEqual(found.map { "\($0.family) \($0.table) \($0.chain) \($0.priority)" }, ["ip mangler pre -300"])
+    }
 }
