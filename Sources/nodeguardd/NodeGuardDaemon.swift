@@ -97,14 +97,25 @@ struct NodeGuardDaemon: AsyncParsableCommand {
         let backend = LibIPTCBackend()
 
         if removeRules {
+            // Both backends' rules, whichever an earlier run used; a failure
+            // of one does not keep the other's from going.
+            var failed = false
+            var removed: [TableChange] = []
             do {
-                let changes = try Reconciler(backend: backend).removeAll()
-                for change in changes { logger.info("removed: \(change)") }
-                logger.info(changes.isEmpty ? "no NodeGuard rules were present" : "every NodeGuard rule and chain is removed")
+                removed += try Reconciler(backend: backend).removeAll()
             } catch {
                 logger.error("\(error.message)")
-                throw ExitCode.failure
+                failed = true
             }
+            do {
+                removed += try NFTablesKeeper.removeTable()
+            } catch {
+                logger.error("\(error.message)")
+                failed = true
+            }
+            for change in removed { logger.info("removed: \(change)") }
+            if failed { throw ExitCode.failure }
+            logger.info(removed.isEmpty ? "no NodeGuard rules were present" : "every NodeGuard rule, chain and table is removed")
             return
         }
 

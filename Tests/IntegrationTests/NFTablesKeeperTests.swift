@@ -50,19 +50,7 @@ final class NFTablesKeeperTests: NodeTestCase {
         XCTAssertEqual(changes.map(\.what), ["was missing; created it with 4 element(s)"])
         XCTAssertTrue(keeper.heldByKernel, keeper.flagsRefused ?? "")
 
-        for (host, origin) in [(v4, TestNode.Origin.client), (v6, .client), (v4, .node), (v6, .node)] {
-            XCTAssertFalse(try node.answers("tcp", host, 31002, from: origin), "31002 must be closed for \(origin) on \(host)")
-        }
-        XCTAssertFalse(try node.answers("udp", v4, 31900), "UDP NodePort 31900 must be closed (IPv4)")
-        XCTAssertFalse(try node.answers("udp", v6, 31900), "UDP NodePort 31900 must be closed (IPv6)")
-        // Nothing else breaks: another NodePort, routed pod traffic on the
-        // blocked port number, replies to the node's own connections from it.
-        XCTAssertTrue(try node.isOpen("tcp", v4, 31003), "another NodePort must still answer")
-        XCTAssertTrue(try node.isOpen("tcp", v6, 31003, from: .node), "another NodePort must still answer locally")
-        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 31002), "routed traffic to a pod on port 31002 must flow")
-        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv6, 31002), "routed IPv6 traffic to a pod on port 31002 must flow")
-        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 8200, from: .node, sourcePort: 31002),
-                      "a connection the node opens from local port 31002 must get its replies")
+        try assertStoryBlocked()
 
         // The kernel's read-back, in nft's own words, says what each part is.
         let listed = try nft("list table inet nodeguard").stdout
@@ -181,5 +169,24 @@ final class NFTablesKeeperTests: NodeTestCase {
         XCTAssertTrue(try nft("'\(rewrite)'").succeeded)
         let found = NFTablesDefeats.rewritingBefore(try socket.hookChains())
         XCTAssertEqual(found.map { "\($0.family) \($0.table) \($0.chain) \($0.priority)" }, ["ip mangler pre -300"])
+    }
+
+    /// `nodeguardd --remove-rules` (the package's purge runs it) removes the
+    /// nftables table an earlier run left, besides the legacy rules.
+    func testRemoveRulesDeletesTheTableAnEarlierRunLeft() throws {
+        try setUpNode(nat: .nftables)
+        do { try makeKeeper().apply(Self.story) }
+        XCTAssertFalse(try node.answers("tcp", TestNode.nodeIPv4, 31002), "closed by the table the keeper left")
+        let remove = [TestPaths.nodeguardd, "--remove-rules", "--state-dir", node.stateDirectory]
+        let result = try runCommand(["ip", "netns", "exec", node.node] + remove)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("inet nodeguard table: deleted it"), result.stderr)
+        XCTAssertFalse(try nft("list tables").stdout.contains("nodeguard"))
+        XCTAssertTrue(try node.isOpen("tcp", TestNode.nodeIPv4, 31002))
+        // Nothing left: a second run has nothing to do, and no legacy table was created.
+        let again = try runCommand(["ip", "netns", "exec", node.node] + remove)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("no NodeGuard rules were present"), again.stderr)
+        XCTAssertEqual(try node.inNode("cat /proc/net/ip_tables_names 2>/dev/null; cat /proc/net/ip6_tables_names 2>/dev/null").stdout, "")
     }
 }

@@ -53,23 +53,7 @@ final class NodePortBlockTests: NodeTestCase {
         XCTAssertEqual(block.status, 0, block.stderr)
         XCTAssertEqual(try node.ctl("block", "31900/udp").status, 0)
 
-        for (host, origin) in [(v4, TestNode.Origin.client), (v6, .client), (v4, .node), (v6, .node)] {
-            XCTAssertFalse(try node.answers("tcp", host, 31002, from: origin), "31002 must be closed for \(origin) on \(host)")
-        }
-        XCTAssertFalse(try node.answers("udp", v4, 31900), "UDP NodePort 31900 must be closed (IPv4)")
-        XCTAssertFalse(try node.answers("udp", v6, 31900), "UDP NodePort 31900 must be closed (IPv6)")
-
-        // Nothing else breaks: another NodePort, pod traffic routed through the
-        // node to a pod listening on 31002, and replies to the node's own
-        // connection from local port 31002.
-        XCTAssertTrue(try node.isOpen("tcp", v4, 31003), "another NodePort must still answer")
-        XCTAssertTrue(try node.isOpen("tcp", v6, 31003, from: .node), "another NodePort must still answer locally")
-        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 31002), "routed traffic to a pod on port 31002 must flow")
-        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv6, 31002), "routed IPv6 traffic to a pod on port 31002 must flow")
-        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv4, 8200, from: .node, sourcePort: 31002),
-                      "a connection the node opens from local port 31002 must get its replies")
-        XCTAssertTrue(try node.isOpen("tcp", TestNode.podIPv6, 8200, from: .node, sourcePort: 31002),
-                      "an IPv6 connection the node opens from local port 31002 must get its replies")
+        try assertStoryBlocked()
 
         // The kernel's own read-back is exactly NodeGuard's rules, and explains itself.
         XCTAssertEqual(try node.mangleRules(), Self.expectedIPv4)

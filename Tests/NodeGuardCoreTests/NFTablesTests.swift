@@ -50,7 +50,7 @@ final class NFTablesTests: XCTestCase {
         let reason = String(repeating: "é", count: 200)
         let plan = NFTablesPlanner.plan([BlockEntry(port: 31002, reason: reason)])
         let comment = try? XCTUnwrap(plan.elements["drop4"]?.first?.comment)
-        XCTAssertLessThanOrEqual(comment?.utf8.count ?? .max, NFTablesPlanner.maximumCommentBytes)
+        XCTAssertLessThanOrEqual(comment?.utf8.count ?? .max, NFTLimits.commentBytes)
         XCTAssertTrue(comment?.hasSuffix("...") ?? false)
     }
 

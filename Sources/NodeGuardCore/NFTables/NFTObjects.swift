@@ -188,13 +188,7 @@ public enum NFTLimits {
 
     /// `comment` cut to at most `commentBytes` bytes of UTF-8, at a character's end.
     public static func fitting(comment: String) -> String {
-        guard comment.utf8.count > commentBytes else { return comment }
-        var cut = ""
-        for character in comment {
-            if cut.utf8.count + character.utf8.count > commentBytes { break }
-            cut.append(character)
-        }
-        return cut
+        comment.cut(toUTF8Bytes: commentBytes)
     }
 }
 

@@ -50,6 +50,28 @@ public final class NFTablesKeeper {
         try commit { view in NFTablesRepair.removal(view) }
     }
 
+    /// Deletes NodeGuard's nftables table through a socket of its own (for
+    /// `nodeguardd --remove-rules`): nothing to do where there is no table,
+    /// or no nftables in the kernel at all.
+    public static func removeTable() throws(NodeGuardError) -> [TableChange] {
+        let socket: NFTSocket
+        do throws(NodeGuardError) { socket = try NFTSocket() } catch {
+            if nftablesMissing(error) { return [] }
+            throw error
+        }
+        do throws(NodeGuardError) {
+            return try NFTablesKeeper(transport: socket).removeAll()
+        } catch {
+            if nftablesMissing(error) { return [] }
+            throw error
+        }
+    }
+
+    /// A kernel built without nf_tables answers its netlink subsystem so.
+    static func nftablesMissing(_ error: NodeGuardError) -> Bool {
+        [.protocolNotSupported, .addressFamilyNotSupported, .notSupported].contains(error.errno)
+    }
+
     /// Drop counters and whether each hook jumps to NodeGuard's chain, per
     /// family, in the legacy backend's terms (`status`, `metrics`).
     public func inspect() throws(NodeGuardError) -> [TableInspection] {

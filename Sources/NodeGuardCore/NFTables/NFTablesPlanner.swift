@@ -102,24 +102,11 @@ public enum NFTablesPlanner {
         return kept
     }
 
-    /// Cuts a comment to what nft keeps (`NGNFT_COMMENT_SIZE` with its NUL),
-    /// at a character boundary.
+    /// Cuts a comment to what nft keeps (`NFTLimits.commentBytes`), at a
+    /// character boundary: a longer one would not read back equal.
     static func truncated(_ text: String) -> String {
-        let limit = maximumCommentBytes
-        guard text.utf8.count > limit else { return text }
-        var out = ""
-        var used = 0
-        for character in text {
-            let size = character.utf8.count
-            if used + size > limit - 3 { break }
-            out.append(character)
-            used += size
-        }
-        return out + "..."
+        text.cut(toUTF8Bytes: NFTLimits.commentBytes)
     }
-
-    /// nft keeps 127 bytes of a comment (its NFTNL_UDATA_COMMENT_MAXLEN, 128 with the NUL).
-    public static let maximumCommentBytes = 127
 }
 
 /// What NodeGuard's table should hold.

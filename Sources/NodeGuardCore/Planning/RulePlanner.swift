@@ -134,15 +134,6 @@ public enum RulePlanner {
 
     /// Cuts `text` to what the kernel keeps, at a character boundary.
     static func truncatedComment(_ text: String) -> String {
-        guard text.utf8.count > maximumCommentBytes else { return text }
-        var out = ""
-        var used = 0
-        for character in text {
-            let size = character.utf8.count
-            if used + size > maximumCommentBytes - 3 { break }
-            out.append(character)
-            used += size
-        }
-        return out + "..."
+        text.cut(toUTF8Bytes: maximumCommentBytes)
     }
 }

@@ -39,3 +39,21 @@ extension String {
         return String(self[first...last])
     }
 }
+
+extension String {
+    /// At most `maximumBytes` bytes of UTF-8, cut at a character's end; a
+    /// text that had to be cut ends in "..." (within the limit), so a reader
+    /// of a kernel's comment sees it is not all there.
+    func cut(toUTF8Bytes maximumBytes: Int) -> String {
+        guard utf8.count > maximumBytes else { return self }
+        var out = ""
+        var used = 0
+        for character in self {
+            let size = character.utf8.count
+            if used + size > maximumBytes - 3 { break }
+            out.append(character)
+            used += size
+        }
+        return out + "..."
+    }
+}
