@@ -55,6 +55,22 @@ final class LinkageTests: XCTestCase {
         }
     }
 
+    /// The package's Depends are read off the release binaries' libraries:
+    /// the daemon's libiptc, libnftnl, libmnl and libsystemd are among them.
+    func testThePackageDependsOnTheDaemonsLibraries() throws {
+        guard let deb = ProcessInfo.processInfo.environment["NODEGUARD_DEB"] else {
+            throw XCTSkip("set NODEGUARD_DEB to the package (scripts/test.sh builds it)")
+        }
+        let field = try runProgram(["/usr/bin/dpkg-deb", "-f", deb, "Depends"], timeout: .seconds(60))
+        XCTAssertEqual(field.status, 0, String(decoding: field.stderr, as: UTF8.self))
+        let depends = Set(String(decoding: field.stdout, as: UTF8.self).split(separator: ",").map {
+            String($0.split(separator: " ").first ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        })
+        for package in ["libip4tc2", "libip6tc2", "libnftnl11", "libmnl0", "libsystemd0", "iptables"] {
+            XCTAssertTrue(depends.contains(package), "Depends lacks \(package): \(depends.sorted())")
+        }
+    }
+
     /// The daemon does link them: the reader is not blind.
     func testTheReaderSeesTheDaemonsLibraries() throws {
         guard let ctl = Self.nodeguardctl else { return XCTFail("no nodeguardctl next to the test bundle") }

@@ -2,7 +2,7 @@
 # Builds dist/nodeguard_<version>_<arch>.deb: release binaries linked with the
 # static Swift standard library (a node needs no Swift toolchain), the systemd
 # units, sysusers and tmpfiles entries, and an empty deny-list as a conffile.
-# Depends: are read off the binaries' NEEDED libraries, plus libnftnl11, libmnl0 and iptables.
+# Depends: are read off the binaries' NEEDED libraries, plus iptables.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -45,11 +45,6 @@ depends=$(for lib in $needed; do
   [ -n "$owner" ] || { echo "no package owns $lib ($path)" >&2; exit 1; }
   echo "$owner"
 done | sort -u | paste -sd, | sed 's/,/, /g')
-# The nftables backend's libraries come from NEEDED above; named here too so the
-# package keeps them whatever the release link does with NEEDED.
-for pkg in libnftnl11 libmnl0; do
-  case ", $depends, " in *", $pkg, "*) ;; *) depends="$depends, $pkg" ;; esac
-done
 # iptables for the purge script when nodeguardd cannot run, init-system-helpers for deb-systemd-*, procps for ExecReload's /bin/kill.
 depends="$depends, iptables, init-system-helpers, procps"
 
