@@ -30,11 +30,7 @@ final class LinkageTests: XCTestCase {
         guard let path = Self.nodeguardctl else {
             return XCTFail("no nodeguardctl next to the test bundle (\(Bundle.main.bundleURL.path)); build it first with `swift build --build-tests`")
         }
-        let needed = try ELF.neededLibraries(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
-        XCTAssertTrue(needed.contains { $0.hasPrefix("libc.so") }, "the reader found \(path)'s libraries: \(needed)")
-        for library in Self.forbidden {
-            XCTAssertFalse(needed.contains { $0.hasPrefix(library) }, "\(path) links \(library): \(needed)")
-        }
+        try assertLinksNoneOfTheDaemonsLibraries(path)
     }
 
     /// The release binary the .deb ships (static Swift runtime, stripped),
@@ -47,11 +43,15 @@ final class LinkageTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         let unpacked = try runProgram(["/usr/bin/dpkg-deb", "-x", deb, folder.path], timeout: .seconds(60))
         XCTAssertEqual(unpacked.status, 0, String(decoding: unpacked.stderr, as: UTF8.self))
-        let path = folder.appendingPathComponent("usr/bin/nodeguardctl").path
+        try assertLinksNoneOfTheDaemonsLibraries(folder.appendingPathComponent("usr/bin/nodeguardctl").path)
+    }
+
+    /// `path` links libc (the reader is not blind) and none of `forbidden`.
+    func assertLinksNoneOfTheDaemonsLibraries(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let needed = try ELF.neededLibraries(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
-        XCTAssertTrue(needed.contains { $0.hasPrefix("libc.so") }, "the reader found \(path)'s libraries: \(needed)")
+        XCTAssertTrue(needed.contains { $0.hasPrefix("libc.so") }, "the reader found \(path)'s libraries: \(needed)", file: file, line: line)
         for library in Self.forbidden {
-            XCTAssertFalse(needed.contains { $0.hasPrefix(library) }, "the packaged nodeguardctl links \(library): \(needed)")
+            XCTAssertFalse(needed.contains { $0.hasPrefix(library) }, "\(path) links \(library): \(needed)", file: file, line: line)
         }
     }
 
