@@ -158,6 +158,17 @@ final class NFTablesTests: XCTestCase {
         XCTAssertFalse(fake.commits.joined().contains(.addTable(flags: [.owner])))
     }
 
+    func testOnlyARefusedTableFlagMakesTheKeeperDropTheFlags() throws {
+        let fake = FakeNFTables()
+        let keeper = NFTablesKeeper(transport: fake)
+        try keeper.apply(try entries())
+        // A batch of element edits refused with EOPNOTSUPP is an error, not a kernel without persist.
+        let other = NFTablesKeeper(transport: RefusingTransport(fake))
+        XCTAssertThrowsError(try other.apply([BlockEntry(port: 31010)]))
+        XCTAssertTrue(other.heldByKernel)
+        XCTAssertNil(other.flagsRefused)
+    }
+
     func testABatchThatLosesARaceIsPlannedAgainOnAFreshRead() throws {
         let fake = FakeNFTables()
         let keeper = NFTablesKeeper(transport: fake)
@@ -211,5 +222,16 @@ final class NFTablesTests: XCTestCase {
         XCTAssertEqual(inspection[1].dropCounters[PortKey(port: 31004, transport: .sctp)], DropCounters(packets: 2, bytes: 120))
         XCTAssertEqual(inspection[0].dropCounters.count, 3)
         XCTAssertNil(inspection[0].dropCounters[PortKey(port: 31004, transport: .sctp)])
+    }
+}
+
+/// Refuses every batch that does not set the table's flags with EOPNOTSUPP,
+/// as a kernel lacking an expression would.
+final class RefusingTransport: NFTablesTransport {
+    let fake: FakeNFTables
+    init(_ fake: FakeNFTables) { self.fake = fake }
+    func read(_ table: String) throws(NodeGuardError) -> NFTTableView? { try fake.read(table) }
+    func commit(_ table: String, _ edits: [NFTEdit]) throws(NodeGuardError) {
+        throw NodeGuardError(.netfilterFailure, "expression not supported", errno: .notSupported)
     }
 }

@@ -107,7 +107,9 @@ public final class NFTablesKeeper {
                 commitCount += 1
                 return repair.changes
             } catch {
-                if heldByKernel, Self.refusesFlags(error) {
+                // Only a batch that sets the flags can be refused for them.
+                let setsFlags = repair.edits.contains { if case .addTable = $0 { true } else { false } }
+                if heldByKernel, setsFlags, Self.refusesFlags(error) {
                     flagsRefused = "the kernel refused the table flags owner and persist (\(error.message)): "
                         + "NodeGuard's table is not held by the kernel; it is watched and repaired instead"
                     flags = []
