@@ -70,12 +70,12 @@ public enum NFTablesPlanner {
                 var comment = "NodeGuard: block \(entry.key)"
                 if let reason = entry.reason, !reason.isEmpty { comment += ": \(reason)" }
                 return NFTElement(transport: entry.transport, ports: entry.port...entry.port,
-                                  comment: truncated(comment))
+                                  comment: NFTLimits.fitting(comment: comment))
             }
             elements[allowSet(family).name] = mine.flatMap { entry in
                 disjoint(entry.allowFrom.filter { $0.family == family }).map { cidr in
                     NFTElement(source: cidr, transport: entry.transport, ports: entry.port...entry.port,
-                               comment: truncated("NodeGuard: allow \(cidr) to \(entry.key)"))
+                               comment: NFTLimits.fitting(comment: "NodeGuard: allow \(cidr) to \(entry.key)"))
                 }
             }
         }
@@ -83,29 +83,18 @@ public enum NFTablesPlanner {
     }
 
     /// An interval set refuses overlapping elements, and prefixes either nest
-    /// or are disjoint: keeping only those no other contains leaves the same
-    /// addresses, without overlaps (and without duplicates).
+    /// or are disjoint: in address order, widest first, a prefix that starts
+    /// inside the last one kept lies inside it. Keeping the others leaves the
+    /// same addresses, without overlaps or duplicates.
     static func disjoint(_ cidrs: [CIDR]) -> [CIDR] {
-        let ranges = cidrs.map(\.addressRange)
+        let ordered = cidrs.sorted {
+            ($0.addressRange.lowerBound, $1.addressRange.upperBound) < ($1.addressRange.lowerBound, $0.addressRange.upperBound)
+        }
         var kept: [CIDR] = []
-        var keptRanges: [ClosedRange<UInt128>] = []
-        for (index, range) in ranges.enumerated() {
-            let covered = ranges.indices.contains { other in
-                other != index && ranges[other].lowerBound <= range.lowerBound && range.upperBound <= ranges[other].upperBound
-                    && (ranges[other] != range || other < index)
-            }
-            if !covered && !keptRanges.contains(range) {
-                kept.append(cidrs[index])
-                keptRanges.append(range)
-            }
+        for cidr in ordered where kept.last.map({ cidr.addressRange.lowerBound > $0.addressRange.upperBound }) ?? true {
+            kept.append(cidr)
         }
         return kept
-    }
-
-    /// Cuts a comment to what nft keeps (`NFTLimits.commentBytes`), at a
-    /// character boundary: a longer one would not read back equal.
-    static func truncated(_ text: String) -> String {
-        text.cut(toUTF8Bytes: NFTLimits.commentBytes)
     }
 }
 
